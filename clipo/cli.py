@@ -1,16 +1,101 @@
-"""The `clipo` command line."""
+"""The ``clipo`` command line.
+
+    clipo train [--config FILE] [section.field=value ...]     RL training (defaults: the built-in CPU demo)
+    clipo eval  --model PATH [--config FILE] [key=value ...]  pass@1 / avg@k / pass@k on data.eval
+    clipo config [--config FILE] [key=value ...]              print every key (or the resolved config)
+"""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clipo", description="RLVR post-training with GRPO, Dr. GRPO, DAPO, GSPO, GMPO and CLIPO.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    train = sub.add_parser("train", help="train a policy (no arguments: the built-in CPU demo)")
+    train.add_argument("--config", help="YAML config file (sections model, data, reward, algorithm, clipo, rollout, trainer)")
+    train.add_argument("overrides", nargs="*", help="dotted overrides, e.g. algorithm.name=dapo rollout.n=8")
+    evaluate = sub.add_parser("eval", help="evaluate a checkpoint or Hugging Face model on data.eval")
+    evaluate.add_argument("--model", help="model id, folder, or a run folder (uses its final/ model)")
+    evaluate.add_argument("--config", help="YAML config file")
+    evaluate.add_argument("--output", help="write the results as JSON here (default: <model>/eval_results.json)")
+    evaluate.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.eval=test.parquet rollout.eval_n=8")
+    config = sub.add_parser("config", help="list every config key with its default and help, or print a resolved config")
+    config.add_argument("--config", help="YAML config file to resolve")
+    config.add_argument("overrides", nargs="*")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="clipo", description=__doc__)
-    parser.add_argument("command", nargs="?", help="train | eval | report (arriving with the trainer)")
-    args = parser.parse_args(argv)
-    print(f"clipo: '{args.command}' is not built yet; the trainer arrives with issue 3 of 5.", file=sys.stderr)
+    args = _parser().parse_args(argv)
+    from clipo.config import ConfigError
+
+    try:
+        if args.command in (None, "train"):
+            return _train(getattr(args, "config", None), getattr(args, "overrides", []))
+        if args.command == "eval":
+            return _eval(args)
+        if args.command == "config":
+            return _config(args)
+    except ConfigError as error:
+        print(f"clipo: config error: {error}", file=sys.stderr)
+        return 2
     return 2
+
+
+def _train(config_path: str | None, overrides: list[str]) -> int:
+    from clipo.config import load_config
+    from clipo.trainer import RLTrainer
+
+    config = load_config(config_path, overrides)
+    if config.model.name_or_path.startswith("builtin:") and config.data.train.startswith("builtin:"):
+        from clipo.demo import run_demo
+
+        return run_demo(config)
+    result = RLTrainer(config).fit()
+    print(f"clipo: trained {result['step']} steps; run folder {config.trainer.output_dir}")
+    if result["eval"]:
+        print(json.dumps(result["eval"], indent=2))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from clipo.config import load_config
+
+    overrides = list(args.overrides)
+    if args.model:
+        model = Path(args.model)
+        if (model / "final").is_dir():
+            model = model / "final"
+        overrides.append(f"model.name_or_path={model if model.exists() else args.model}")
+    config = load_config(args.config, overrides)
+    if not config.data.eval:
+        print("clipo eval: set data.eval=FILE[,FILE...] (parquet, JSONL or CSV)", file=sys.stderr)
+        return 2
+    from clipo.evaluation import format_table, run_evaluation
+
+    results = run_evaluation(config)
+    print(format_table(results))
+    output = Path(args.output) if args.output else (Path(config.model.name_or_path) / "eval_results.json"
+                                                     if Path(config.model.name_or_path).is_dir() else Path("eval_results.json"))
+    output.write_text(json.dumps({r.name: r.as_dict() for r in results}, indent=2))
+    print(f"clipo eval: results written to {output}")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    from clipo.config import describe, load_config
+    import yaml
+
+    if args.config or args.overrides:
+        print(yaml.safe_dump(load_config(args.config, args.overrides).to_dict(), sort_keys=False))
+    else:
+        print(describe())
+    return 0
 
 
 if __name__ == "__main__":

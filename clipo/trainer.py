@@ -1,0 +1,529 @@
+"""The RL training loop: one step is the numbered story of ``docs`` / DESIGN.md, every formula a math-layer call.
+
+    1. draw B prompts and sample n rollouts each                         (rollout engine)
+    2. verify them                                                       (clipo.rewards)
+    3. DAPO dynamic sampling: keep informative groups, refill            (informative_groups)
+    4. DAPO overlong penalty                                             (overlong_penalty)
+    5. one no-grad teacher-forced forward: old log-probs + embeddings    (clipo.forward.policy_forward)
+    6. reference log-probs, when KL is on
+    7. CLIPO head step and contrastive reward                            (HeadTrainer)
+    8. group advantages on verifiable + overlong + contrastive reward    (group_advantages)
+    9. policy update: epochs × mini-batches × micro-batches              (POLICY_LOSS[algorithm])
+   10. learning-rate schedule, metrics, samples
+
+The trainer is single-process today; it runs under ``accelerate`` so data parallelism (each process draws
+its own prompts and keeps each prompt's group) can be added without restructuring.
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from clipo.advantages import group_advantages, informative_groups, overlong_penalty
+from clipo.checkpoint import latest_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
+from clipo.config import Config, save_config
+from clipo.contrastive import ContrastiveHead, HeadTrainer
+from clipo.kl import kl_estimate
+from clipo.ops import aggregate, masked_mean
+from clipo.pipeline import render_fn, sampling_params, score_responses
+from clipo.policy_losses import gmpo_loss, gspo_loss, ppo_clip_loss
+from clipo.tracking import MetricsLogger, to_float
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised after ``trainer.max_nonfinite_steps`` consecutive updates whose loss or gradient was NaN/inf."""
+
+
+def derive_seed(*parts: int) -> int:
+    """A deterministic 63-bit seed from integers (run seed, step, round, ...), independent of RNG state."""
+    value = 0x9E3779B97F4A7C15
+    for part in parts:
+        value = (value ^ (int(part) + 0x9E3779B97F4A7C15 + (value << 6) + (value >> 2))) & 0xFFFFFFFFFFFFFFFF
+    return value & 0x7FFFFFFFFFFFFFFF
+
+
+def lr_factor(step: int, *, warmup: int, total: int, schedule: str) -> float:
+    """Multiplier of the base LR after ``step`` scheduler steps: linear warm-up, then constant/linear/cosine decay."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _policy_loss(config: Config) -> Callable[..., Any]:
+    """The algorithm's loss with its knobs bound: ``(logp, old_logp, adv, mask, global_count) -> PolicyLoss``."""
+    a = config.algorithm
+    if a.name == "gspo":
+        return lambda logp, old, adv, mask, count: gspo_loss(
+            logp, old, adv, mask, eps_low=a.eps_low, eps_high=a.eps_high, variant=a.gspo_variant, global_count=count)
+    if a.name == "gmpo":
+        return lambda logp, old, adv, mask, count: gmpo_loss(
+            logp, old, adv, mask, eps_low=a.eps_low, eps_high=a.eps_high, global_count=count)
+    return lambda logp, old, adv, mask, count: ppo_clip_loss(
+        logp, old, adv, mask, eps_low=a.eps_low, eps_high=a.eps_high, dual_clip=a.dual_clip or None,
+        agg=a.loss_agg, norm_len=a.norm_len, global_count=count)
+
+
+# What each aggregation mode divides by, so the micro-batches of a mini-batch can share its global denominator.
+_AGG_COUNT_KIND = {"token-mean": "tokens", "seq-mean-token-sum": "sequences", "seq-mean-token-mean": "sequences",
+                   "seq-mean-token-sum-constlen": "rows", "seq-mean-token-sum-norm": "none"}
+
+
+def _loss_count_kind(config: Config) -> str:
+    """The policy loss's denominator: GMPO averages rows, GSPO non-empty sequences, the rest follow loss_agg."""
+    name = config.algorithm.name
+    return "rows" if name == "gmpo" else "sequences" if name == "gspo" else _AGG_COUNT_KIND[config.algorithm.loss_agg]
+
+
+def _count(mask: Tensor, kind: str) -> Tensor | None:
+    if kind == "tokens":
+        return mask.sum().float()
+    if kind == "sequences":
+        return (mask.sum(-1) > 0).sum().float().clamp(min=1)
+    if kind == "rows":
+        return torch.tensor(float(max(mask.shape[0], 1)))
+    return None
+
+
+@dataclass
+class StepBatch:
+    """The rollouts of one step and everything computed from them (N rollouts, L response tokens)."""
+
+    rollouts: Any  # clipo.rollout.RolloutBatch
+    examples: list  # [N] the PromptExample of each rollout
+    scores: Tensor  # [N] verifier score (shaped for the algorithm, e.g. ±1 for DAPO)
+    correct: Tensor  # [N] bool, verifier score > 0
+    overlong: Tensor  # [N] DAPO overlong penalty (0 when off)
+    contrastive: Tensor  # [N] CLIPO reward (0 when off)
+    rewards: Tensor  # [N] total reward fed to the advantage
+    advantages: Tensor  # [N]
+    old_logp: Tensor  # [N, L]
+    ref_logp: Tensor | None  # [N, L]
+    entropy: Tensor  # [N, L]
+
+
+class RLTrainer:
+    """Trains a causal LM with GRPO / Dr. GRPO / DAPO / GSPO / GMPO, with CLIPO on or off.
+
+    ``model``, ``tokenizer``, ``train_data`` and ``eval_data`` may be passed in (tests, notebooks); otherwise
+    they are loaded from the config.
+    """
+
+    def __init__(self, config: Config, *, model: Any = None, tokenizer: Any = None, train_data: Any = None,
+                 eval_data: dict[str, Any] | None = None):
+        from accelerate import Accelerator
+
+        self.config = config
+        t = config.trainer
+        self.output_dir = Path(t.output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        cpu = t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available())
+        self.accelerator = Accelerator(cpu=cpu)
+        self.device = self.accelerator.device if t.device in ("auto", "cpu") else torch.device(t.device)
+        torch.manual_seed(t.seed)
+
+        from clipo.builtin import resolve_data, resolve_model
+
+        if model is None or tokenizer is None:
+            model, tokenizer = resolve_model(config)
+        self.model = model.to(self.device)
+        self.tokenizer = tokenizer
+        self.train_data = train_data if train_data is not None else resolve_data(config.data.train, config)
+        if eval_data is None:
+            from clipo.evaluation import load_eval_sets
+
+            eval_data = load_eval_sets(config)
+        self.eval_data = eval_data
+        self.data_iter = self.train_data.iterator(seed=t.seed, shuffle=config.data.shuffle)
+
+        from clipo.rollout import HFGenerateEngine
+
+        self.engine = HFGenerateEngine(self.model, self.tokenizer, micro_batch_size=config.rollout.micro_batch_size)
+        self.render = render_fn(config, self.tokenizer)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, betas=tuple(t.adam_betas))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, warmup=t.lr_warmup_steps, total=t.max_steps, schedule=t.lr_schedule))
+        self.reference = None
+        if config.algorithm.kl_coef > 0:
+            from clipo.models import make_reference_model
+
+            self.reference = make_reference_model(self.model).to(self.device)
+        self.head_trainer = self._build_head() if config.clipo.enabled else None
+        self.loss_fn = _policy_loss(config)
+        self.count_kind = _loss_count_kind(config)
+        self.step = 0
+        self.nonfinite_streak = 0
+        self.logger: MetricsLogger | None = None
+
+    # ------------------------------------------------------------------------------------------ setup
+
+    def _build_head(self) -> HeadTrainer:
+        c = self.config.clipo
+        hidden = self.model.config.get_text_config().hidden_size if hasattr(self.model.config, "get_text_config") \
+            else self.model.config.hidden_size
+        if c.head_load_path:
+            head = ContrastiveHead.from_pretrained(c.head_load_path)
+            if head.config.hidden_size != hidden:
+                raise ValueError(f"clipo.head_load_path: the head expects hidden size {head.config.hidden_size}, "
+                                 f"the policy has {hidden}")
+        else:
+            head = ContrastiveHead(hidden, c.head_size, c.head_kind)
+        return HeadTrainer(
+            head.to(self.device), lr=c.head_lr, weight_decay=c.head_weight_decay, kind=c.loss_kind, level=c.level,
+            temperature=c.temperature, masked_label=c.masked_label, skip_trivial=c.skip_trivial,
+            distance=c.distance, reward=c.reward, lam=c.lam, constant=c.constant, floor=c.floor,
+            gap_weight=c.gap_weight, fixed=c.fixed_head, warmup_steps=c.warmup_steps)
+
+    def sampling(self, *, n: int, temperature: float, seed: int | None) -> Any:
+        return sampling_params(self.config, n=n, temperature=temperature, seed=seed)
+
+    def score(self, responses: Sequence[str], examples: Sequence[Any]) -> tuple[list[float], dict[str, float]]:
+        return score_responses(self.config, responses, examples)
+
+    # ------------------------------------------------------------------------------------------ the step
+
+    def collect(self) -> tuple[Any, list, Tensor, dict[str, float]]:
+        """Steps 1-3: sample, verify and (DAPO) keep informative groups until B prompts are kept."""
+        from clipo.rollout import RolloutBatch
+
+        c, t = self.config, self.config.trainer
+        kept_batches, kept_examples, kept_scores = [], [], []
+        kept_prompts, rounds, stats = 0, 0, {"verify/timeouts": 0.0, "verify/errors": 0.0}
+        generated_groups = zero_variance_groups = 0
+        self.model.eval()
+        while True:
+            examples = self.data_iter.next_batch(t.prompts_per_step)
+            seed = derive_seed(t.seed, self.step, rounds)
+            batch = self.engine.generate([self.render(e) for e in examples], self.sampling(
+                n=c.rollout.n, temperature=c.rollout.temperature, seed=seed))
+            rounds += 1
+            per_rollout = [examples[i] for i in batch.prompt_index.tolist()]
+            raw, verify_stats = self.score(batch.response_texts, per_rollout)
+            for key in ("timeouts", "errors"):
+                stats[f"verify/{key}"] += float(verify_stats.get(f"verifier/{key}", 0))
+            scores = torch.tensor(raw, dtype=torch.float32)
+            keep = informative_groups((scores > 0).float(), batch.group_ids)
+            generated_groups += len(examples)
+            zero_variance_groups += len(examples) - int(keep.sum()) // c.rollout.n
+            if c.algorithm.dynamic_sampling:
+                rows = keep.nonzero().squeeze(-1)
+                batch, per_rollout, scores = batch.select(rows), [per_rollout[i] for i in rows.tolist()], scores[rows]
+            if batch.num_rollouts:
+                kept_batches.append(batch)
+                kept_examples.extend(per_rollout)
+                kept_scores.append(scores)
+                kept_prompts += batch.num_rollouts // c.rollout.n
+            enough = kept_prompts >= t.prompts_per_step
+            out_of_rounds = c.algorithm.max_gen_batches > 0 and rounds >= c.algorithm.max_gen_batches
+            if not c.algorithm.dynamic_sampling or enough or out_of_rounds:
+                break
+        stats.update({"rollout/gen_rounds": float(rounds), "rollout/zero_variance_groups": zero_variance_groups / generated_groups,
+                      "rollout/prompts_kept": float(min(kept_prompts, t.prompts_per_step))})
+        if not kept_batches:
+            return None, [], torch.zeros(0), stats
+        rollouts = RolloutBatch.concat(kept_batches) if len(kept_batches) > 1 else kept_batches[0]
+        scores = torch.cat(kept_scores)
+        limit = t.prompts_per_step * c.rollout.n
+        if rollouts.num_rollouts > limit:  # DAPO keeps exactly B groups
+            rollouts, kept_examples, scores = rollouts.select(torch.arange(limit)), kept_examples[:limit], scores[:limit]
+        return rollouts, kept_examples, scores, stats
+
+    def _forward(self, model: Any, rollouts: Any, *, with_grad: bool = False, rows: Tensor | None = None,
+                 compute_entropy: bool = False) -> Any:
+        from clipo.forward import policy_forward
+
+        r = rollouts if rows is None else rollouts.select(rows)
+        temperature = self.config.rollout.temperature or 1.0
+        return policy_forward(
+            model, r.prompt_ids.to(self.device), r.prompt_mask.to(self.device), r.response_ids.to(self.device),
+            r.response_mask.to(self.device), temperature=temperature, pooling=self.config.clipo.pooling,
+            compute_entropy=compute_entropy, micro_batch_size=None if with_grad else self.config.trainer.micro_batch_size,
+            with_grad=with_grad)
+
+    def prepare(self, rollouts: Any, examples: list, scores: Tensor) -> tuple[StepBatch, dict[str, Tensor]]:
+        """Steps 4-8: overlong penalty, forward pass, reference, CLIPO, advantages."""
+        c = self.config
+        metrics: dict[str, Tensor] = {}
+        correct = scores > 0
+        shaped = torch.where(correct, scores, torch.full_like(scores, c.reward.incorrect_score))
+        lengths = rollouts.response_lengths.float()
+        # 4. DAPO's soft overlong punishment, independent of correctness.
+        overlong = torch.zeros_like(scores)
+        if c.algorithm.overlong_penalty:
+            overlong = overlong_penalty(lengths, max_len=c.rollout.max_new_tokens, cache_len=c.algorithm.overlong_cache,
+                                        factor=c.algorithm.overlong_factor)
+        # 5. One teacher-forced forward gives the old log-probs AND the pooled embeddings (no second pass).
+        start = time.perf_counter()
+        self.model.eval()
+        forward = self._forward(self.model, rollouts, compute_entropy=True)
+        metrics["time/forward_s"] = torch.tensor(time.perf_counter() - start)
+        # 6. Reference log-probs for the KL loss.
+        ref_logp = None
+        if self.reference is not None:
+            ref_logp = self._forward(self.reference, rollouts).logp
+        # 7. CLIPO: one head step; the reward comes from the pre-update head's losses.
+        contrastive = torch.zeros_like(scores)
+        if self.head_trainer is not None:
+            start = time.perf_counter()
+            generator = torch.Generator(device="cpu").manual_seed(derive_seed(c.trainer.seed, self.step, 1_000_003))
+            result = self.head_trainer.step(forward.pooled, correct, rollouts.group_ids, generator=generator)
+            contrastive = result.rewards.cpu()
+            metrics.update(result.metrics)
+            metrics["time/head_s"] = torch.tensor(time.perf_counter() - start)
+        # 8. Group-relative advantages on the total reward.
+        rewards = shaped + overlong + contrastive
+        advantages = group_advantages(rewards, rollouts.group_ids, scale_by_std=c.algorithm.scale_by_std,
+                                      eps=c.algorithm.adv_eps)
+        batch = StepBatch(rollouts, examples, shaped, correct, overlong, contrastive, rewards, advantages,
+                          forward.logp, ref_logp, forward.entropy)
+        return batch, metrics
+
+    def update(self, batch: StepBatch) -> dict[str, Tensor]:
+        """Step 9: ppo_epochs passes, each split into mini-batches of whole groups, each accumulated over micro-batches."""
+        c, t = self.config, self.config.trainer
+        self.model.train()
+        rollouts = batch.rollouts
+        mask = rollouts.response_mask.float()
+        group_order = torch.unique_consecutive(rollouts.group_ids)
+        totals: dict[str, list[Tensor]] = {}
+        for epoch in range(t.ppo_epochs):
+            generator = torch.Generator().manual_seed(derive_seed(t.seed, self.step, 2_000_003, epoch))
+            groups = group_order[torch.randperm(len(group_order), generator=generator)] if t.mini_batches > 1 else group_order
+            for mini_groups in torch.tensor_split(groups, t.mini_batches):
+                rows = torch.isin(rollouts.group_ids, mini_groups).nonzero().squeeze(-1)
+                stats = self._update_mini_batch(batch, rows, mask)
+                for key, value in stats.items():
+                    totals.setdefault(key, []).append(value)
+        self.engine.update_weights(self.model)
+        return {key: torch.stack(values).float().mean() for key, values in totals.items()}
+
+    def _update_mini_batch(self, batch: StepBatch, rows: Tensor, mask: Tensor) -> dict[str, Tensor]:
+        c, t = self.config, self.config.trainer
+        self.optimizer.zero_grad(set_to_none=True)
+        count = _count(mask[rows], self.count_kind)
+        # KL and entropy are aggregated with loss_agg even where the policy loss fixes its own reduction.
+        kl_count = _count(mask[rows], _AGG_COUNT_KIND[c.algorithm.loss_agg])
+        want_entropy = c.algorithm.entropy_coef > 0
+        stats: dict[str, list[Tensor]] = {}
+        finite = True
+        for micro in torch.split(rows, t.micro_batch_size):
+            out = self._forward(self.model, batch.rollouts, with_grad=True, rows=micro, compute_entropy=want_entropy)
+            m = mask[micro].to(self.device)
+            share = micro.numel() / rows.numel()  # verl's micro-batch weighting, only for seq-mean-token-sum-norm
+            old = batch.old_logp[micro].to(self.device)
+            adv = batch.advantages[micro].to(self.device)
+            policy = self.loss_fn(out.logp, old, adv, m, count)
+            loss = policy.loss if count is not None else policy.loss * share
+            if self.reference is not None:
+                kl = kl_estimate(out.logp, batch.ref_logp[micro].to(self.device), c.algorithm.kl_kind)
+                kl_loss = aggregate(kl, m, c.algorithm.loss_agg, norm_len=c.algorithm.norm_len, global_count=kl_count)
+                loss = loss + c.algorithm.kl_coef * (kl_loss if kl_count is not None else kl_loss * share)
+                stats.setdefault("actor/kl", []).append(masked_mean(kl.detach(), m))
+            if want_entropy:
+                ent = aggregate(out.entropy, m, c.algorithm.loss_agg, norm_len=c.algorithm.norm_len, global_count=kl_count)
+                loss = loss - c.algorithm.entropy_coef * (ent if kl_count is not None else ent * share)
+            if not torch.isfinite(loss):
+                finite = False
+                break
+            self.accelerator.backward(loss)
+            stats.setdefault("actor/pg_loss", []).append(policy.loss.detach() * (1 if count is not None else share))
+            for key, value in policy.metrics.items():
+                stats.setdefault(f"actor/{key}", []).append(value)
+        grad_norm = torch.tensor(float("nan"))
+        if finite:
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            max_norm = t.grad_clip if t.grad_clip > 0 else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            finite = bool(torch.isfinite(grad_norm))
+        if not finite:
+            # A NaN/inf loss or gradient: skip this update, count it, and stop after a run of them.
+            self.optimizer.zero_grad(set_to_none=True)
+            self.nonfinite_streak += 1
+            if self.nonfinite_streak >= t.max_nonfinite_steps:
+                raise NonFiniteLossError(
+                    f"{self.nonfinite_streak} consecutive updates had a NaN/inf loss or gradient (step {self.step}); "
+                    "lower trainer.lr, use model.dtype=float32, or check the rewards")
+            return {"actor/skipped_nonfinite": torch.tensor(1.0)}
+        self.nonfinite_streak = 0
+        self.optimizer.step()
+        summary = {"actor/skipped_nonfinite": torch.tensor(0.0), "actor/grad_norm": grad_norm.detach().float()}
+        for key, values in stats.items():
+            summary[key] = torch.stack(values).sum() if key == "actor/pg_loss" else torch.stack(values).mean()
+        return summary
+
+    def train_step(self) -> dict[str, float]:
+        """Run one RL step and return its metrics."""
+        c = self.config
+        self.step += 1
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        rollouts, examples, scores, collect_stats = self.collect()
+        timings["time/rollout_s"] = time.perf_counter() - start
+        metrics: dict[str, Any] = dict(collect_stats)
+        if rollouts is None:
+            metrics["actor/update_skipped"] = 1.0
+            self.scheduler.step()
+            return metrics
+        batch, prepare_metrics = self.prepare(rollouts, examples, scores)
+        metrics.update(prepare_metrics)
+        in_warmup = self.head_trainer is not None and self.head_trainer.in_warmup
+        start = time.perf_counter()
+        if in_warmup:
+            metrics["actor/update_skipped"] = 1.0  # head warm-up: only the head learns
+        else:
+            metrics.update(self.update(batch))
+            metrics["actor/update_skipped"] = 0.0
+        timings["time/update_s"] = time.perf_counter() - start
+        self.scheduler.step()
+        metrics.update(self._step_metrics(batch))
+        metrics.update(timings)
+        total_time = sum(v for k, v in timings.items()) + float(metrics.get("time/forward_s", 0.0))
+        metrics["time/step_s"] = total_time
+        metrics["perf/tokens_per_s"] = float(batch.rollouts.response_mask.sum()) / max(timings["time/rollout_s"], 1e-9)
+        metrics["actor/lr"] = self.scheduler.get_last_lr()[0]
+        self._last_batch = batch
+        return metrics
+
+    def _step_metrics(self, batch: StepBatch) -> dict[str, Tensor]:
+        lengths = batch.rollouts.response_lengths.float()
+        mask = batch.rollouts.response_mask.float()
+        correct = batch.correct
+        nan = torch.tensor(float("nan"))
+        return {
+            "reward/mean": batch.rewards.mean(),
+            "reward/std": batch.rewards.std() if batch.rewards.numel() > 1 else nan,
+            "reward/verifier_mean": batch.scores.mean(),
+            "reward/accuracy": correct.float().mean(),
+            "reward/overlong_mean": batch.overlong.mean(),
+            "reward/contrastive_correct": batch.contrastive[correct].mean() if bool(correct.any()) else nan,
+            "reward/contrastive_incorrect": batch.contrastive[~correct].mean() if bool((~correct).any()) else nan,
+            "advantage/abs_mean": batch.advantages.abs().mean(),
+            "response/length_mean": lengths.mean(),
+            "response/length_max": lengths.max(),
+            "response/truncated_rate": batch.rollouts.truncated.float().mean(),
+            "actor/entropy": masked_mean(batch.entropy.cpu(), mask),
+        }
+
+    def samples(self, batch: StepBatch, count: int) -> list[dict[str, Any]]:
+        out = []
+        for i in range(min(count, batch.rollouts.num_rollouts)):
+            example = batch.examples[i]
+            out.append({"group": int(batch.rollouts.group_ids[i]), "prompt": example.user_text(),
+                        "ground_truth": example.ground_truth, "response": batch.rollouts.response_texts[i],
+                        "score": float(batch.scores[i]), "contrastive_reward": float(batch.contrastive[i]),
+                        "advantage": float(batch.advantages[i])})
+        return out
+
+    # ------------------------------------------------------------------------------------------ evaluation
+
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        """Score the policy on ``data.eval`` (greedy pass@1, or sampled avg@k / pass@k when rollout.eval_n > 1)."""
+        from clipo.evaluation import evaluate_all
+
+        self.model.eval()
+        seed = derive_seed(self.config.trainer.seed, self.step, 3_000_017)
+        return {r.name: r.as_dict() for r in evaluate_all(self.config, self.eval_data, self.engine, seed=seed)}
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "head": self.head_trainer.state_dict() if self.head_trainer is not None else None,
+            "data": self.data_iter.state_dict(),
+            "rng": rng_state(),
+            "nonfinite_streak": self.nonfinite_streak,
+        }
+
+    def save(self) -> Path:
+        return save_checkpoint(self.output_dir, self.step, model=self.accelerator.unwrap_model(self.model),
+                               tokenizer=self.tokenizer, state=self.state_dict(),
+                               head=self.head_trainer.head if self.head_trainer is not None else None,
+                               keep=self.config.trainer.keep_checkpoints)
+
+    def resume(self) -> bool:
+        """Load the newest checkpoint of ``output_dir``; False when there is none."""
+        checkpoint = latest_checkpoint(self.output_dir)
+        if checkpoint is None:
+            return False
+        from safetensors.torch import load_file
+
+        weights = {}
+        for shard in sorted((checkpoint / "policy").glob("*.safetensors")):
+            weights.update(load_file(str(shard)))
+        target = self.accelerator.unwrap_model(self.model)
+        missing, unexpected = target.load_state_dict(weights, strict=False)
+        # Tied embeddings are saved once; anything else missing means a different model.
+        real_missing = [k for k in missing if "lm_head" not in k]
+        if real_missing or unexpected:
+            raise RuntimeError(f"{checkpoint}: checkpoint does not match the model (missing {real_missing[:3]}, "
+                               f"unexpected {unexpected[:3]}); resume with the same model.name_or_path")
+        state = load_state(checkpoint)
+        self.step = int(state["step"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.head_trainer is not None and state["head"] is not None:
+            self.head_trainer.load_state_dict(state["head"])
+        self.data_iter.load_state_dict(state["data"])
+        set_rng_state(state["rng"])
+        self.nonfinite_streak = int(state["nonfinite_streak"])
+        return True
+
+    # ------------------------------------------------------------------------------------------ the loop
+
+    def fit(self) -> dict[str, Any]:
+        """Train for ``trainer.max_steps`` steps (resuming if asked), evaluating and checkpointing on the way."""
+        c, t = self.config, self.config.trainer
+        resumed = self.resume() if t.resume else False
+        save_config(c, self.output_dir / "config.yaml")
+        self.logger = MetricsLogger(self.output_dir, tensorboard=t.tensorboard, wandb_project=t.wandb_project,
+                                    resume_step=self.step if resumed else None, config=c.to_dict())
+        progress = _progress(t.max_steps, self.step, enabled=t.progress)
+        last: dict[str, float] = {}
+        try:
+            while self.step < t.max_steps:
+                metrics = self.train_step()
+                last = self.logger.log(self.step, metrics)
+                if t.log_samples and hasattr(self, "_last_batch"):
+                    self.logger.log_samples(self.step, self.samples(self._last_batch, t.log_samples))
+                progress.update(1)
+                progress.set_postfix(acc=f"{last.get('reward/accuracy', float('nan')):.2f}",
+                                     reward=f"{last.get('reward/mean', float('nan')):.2f}",
+                                     clen=f"{last.get('response/length_mean', float('nan')):.0f}")
+                if t.eval_every and self.eval_data and self.step % t.eval_every == 0 and self.step < t.max_steps:
+                    self.logger.log_eval(self.step, self.evaluate())
+                if t.save_every and self.step % t.save_every == 0 and self.step < t.max_steps:
+                    self.save()
+            final_eval = self.evaluate() if self.eval_data else {}
+            if final_eval:
+                self.logger.log_eval(self.step, final_eval)
+            self.save()
+            final_dir = self.output_dir / "final"
+            self.accelerator.unwrap_model(self.model).save_pretrained(final_dir)
+            self.tokenizer.save_pretrained(final_dir)
+            if self.head_trainer is not None:
+                self.head_trainer.head.save_pretrained(final_dir / "contrastive_head")
+        finally:
+            progress.close()
+            self.logger.close()
+        return {"step": self.step, "last_metrics": last, "eval": final_eval}
+
+
+def _progress(total: int, initial: int, *, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="clipo train", unit="step", disable=not enabled, dynamic_ncols=True)
