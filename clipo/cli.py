@@ -2,7 +2,11 @@
 
     clipo train [--config FILE] [section.field=value ...]     RL training (defaults: the built-in CPU demo)
     clipo eval  --model PATH [--config FILE] [key=value ...]  pass@1 / avg@k / pass@k on data.eval
+    clipo report RUN_DIR [--out DIR]                          PNG plots and a Markdown summary of a run
     clipo config [--config FILE] [key=value ...]              print every key (or the resolved config)
+
+Without --config and without model.name_or_path, `clipo train` starts from the built-in demo recipe
+(clipo/recipes/demo.yaml); recipes for GPUs live in clipo/recipes/ too.
 """
 from __future__ import annotations
 
@@ -24,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--config", help="YAML config file")
     evaluate.add_argument("--output", help="write the results as JSON here (default: <model>/eval_results.json)")
     evaluate.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.eval=test.parquet rollout.eval_n=8")
+    report = sub.add_parser("report", help="PNG plots and a Markdown summary of a run folder")
+    report.add_argument("run_dir", help="run folder (trainer.output_dir)")
+    report.add_argument("--out", help="output folder (default: RUN_DIR/report)")
     config = sub.add_parser("config", help="list every config key with its default and help, or print a resolved config")
     config.add_argument("--config", help="YAML config file to resolve")
     config.add_argument("overrides", nargs="*")
@@ -41,17 +48,34 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args)
         if args.command == "config":
             return _config(args)
+        if args.command == "report":
+            from clipo.report import report_command
+
+            return report_command(args.run_dir, args.out)
     except ConfigError as error:
         print(f"clipo: config error: {error}", file=sys.stderr)
         return 2
     return 2
 
 
+def _base_config(config_path: str | None, overrides: list[str]) -> str | None:
+    """The demo recipe is the base when the user names neither a config file nor a model."""
+    from clipo.config import parse_override
+
+    if config_path is not None:
+        return config_path
+    if any(parse_override(o)[0] == "model.name_or_path" for o in overrides):
+        return None
+    from clipo.demo import RECIPE
+
+    return str(RECIPE)
+
+
 def _train(config_path: str | None, overrides: list[str]) -> int:
     from clipo.config import load_config
     from clipo.trainer import RLTrainer
 
-    config = load_config(config_path, overrides)
+    config = load_config(_base_config(config_path, overrides), overrides)
     if config.model.name_or_path.startswith("builtin:") and config.data.train.startswith("builtin:"):
         from clipo.demo import run_demo
 

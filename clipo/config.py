@@ -144,6 +144,7 @@ class TrainerConfig:
     keep_checkpoints: int = _f(2, "Checkpoints kept (older ones are deleted).")
     eval_every: int = _f(0, "Evaluate on data.eval every this many steps (0: only at the end).")
     log_samples: int = _f(4, "Completions written to samples.jsonl per step.")
+    embedding_snapshots: int = _f(4, "Save rollout embeddings (head output, correctness, groups) at this many evenly spaced steps, for the report's 2-D projection (0: never).")
     tensorboard: bool = _f(True, "Write a TensorBoard log to output_dir/tensorboard.")
     wandb_project: str | None = _f(None, "Log to this Weights & Biases project (needs the 'wandb' extra).")
     max_nonfinite_steps: int = _f(3, "Stop with an error after this many consecutive updates with a NaN/inf loss.")

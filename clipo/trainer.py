@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -111,17 +111,22 @@ class StepBatch:
     old_logp: Tensor  # [N, L]
     ref_logp: Tensor | None  # [N, L]
     entropy: Tensor  # [N, L]
+    pooled: Tensor  # [N, H] pooled last-layer hidden states (detached)
+    extras: dict = field(default_factory=dict)  # per-rollout [N] values added by rollout_metrics hooks
 
 
 class RLTrainer:
     """Trains a causal LM with GRPO / Dr. GRPO / DAPO / GSPO / GMPO, with CLIPO on or off.
 
     ``model``, ``tokenizer``, ``train_data`` and ``eval_data`` may be passed in (tests, notebooks); otherwise
-    they are loaded from the config.
+    they are loaded from the config. ``rollout_metrics(batch)`` adds task-specific metrics per step (the CPU
+    demo's process checker uses it), and ``StepBatch.extras`` carries per-rollout values it wants saved
+    with the embedding snapshots.
     """
 
     def __init__(self, config: Config, *, model: Any = None, tokenizer: Any = None, train_data: Any = None,
-                 eval_data: dict[str, Any] | None = None):
+                 eval_data: dict[str, Any] | None = None,
+                 rollout_metrics: Callable[[StepBatch], dict[str, Any]] | None = None):
         from accelerate import Accelerator
 
         self.config = config
@@ -166,6 +171,7 @@ class RLTrainer:
         self.step = 0
         self.nonfinite_streak = 0
         self.logger: MetricsLogger | None = None
+        self.rollout_metrics = rollout_metrics
 
     # ------------------------------------------------------------------------------------------ setup
 
@@ -287,7 +293,7 @@ class RLTrainer:
         advantages = group_advantages(rewards, rollouts.group_ids, scale_by_std=c.algorithm.scale_by_std,
                                       eps=c.algorithm.adv_eps)
         batch = StepBatch(rollouts, examples, shaped, correct, overlong, contrastive, rewards, advantages,
-                          forward.logp, ref_logp, forward.entropy)
+                          forward.logp, ref_logp, forward.entropy, forward.pooled)
         return batch, metrics
 
     def update(self, batch: StepBatch) -> dict[str, Tensor]:
@@ -388,6 +394,8 @@ class RLTrainer:
         timings["time/update_s"] = time.perf_counter() - start
         self.scheduler.step()
         metrics.update(self._step_metrics(batch))
+        if self.rollout_metrics is not None:
+            metrics.update(self.rollout_metrics(batch))
         metrics.update(timings)
         total_time = sum(v for k, v in timings.items()) + float(metrics.get("time/forward_s", 0.0))
         metrics["time/step_s"] = total_time
@@ -415,6 +423,21 @@ class RLTrainer:
             "response/truncated_rate": batch.rollouts.truncated.float().mean(),
             "actor/entropy": masked_mean(batch.entropy.cpu(), mask),
         }
+
+    def save_embeddings(self, batch: StepBatch) -> Path:
+        """Write ``embeddings/step_XXXXXX.pt``: pooled states [N, H] (fp16), head outputs [N, D] when CLIPO is on,
+        correctness, group ids, rewards and any per-rollout extras, for the report's 2-D projections."""
+        folder = self.output_dir / "embeddings"
+        folder.mkdir(exist_ok=True)
+        snapshot = {"step": self.step, "pooled": batch.pooled.half().cpu(), "correct": batch.correct.cpu(),
+                    "group_ids": batch.rollouts.group_ids.cpu(), "contrastive_reward": batch.contrastive.cpu(),
+                    "extras": {k: torch.as_tensor(v).cpu() for k, v in batch.extras.items()}}
+        if self.head_trainer is not None:
+            with torch.no_grad():
+                snapshot["z"] = self.head_trainer.head(batch.pooled.to(self.device)).cpu()
+        path = folder / f"step_{self.step:06d}.pt"
+        torch.save(snapshot, path)
+        return path
 
     def samples(self, batch: StepBatch, count: int) -> list[dict[str, Any]]:
         out = []
@@ -493,6 +516,7 @@ class RLTrainer:
         self.logger = MetricsLogger(self.output_dir, tensorboard=t.tensorboard, wandb_project=t.wandb_project,
                                     resume_step=self.step if resumed else None, config=c.to_dict())
         progress = _progress(t.max_steps, self.step, enabled=t.progress)
+        snapshot_steps = snapshot_schedule(t.max_steps, t.embedding_snapshots)
         last: dict[str, float] = {}
         try:
             while self.step < t.max_steps:
@@ -500,6 +524,8 @@ class RLTrainer:
                 last = self.logger.log(self.step, metrics)
                 if t.log_samples and hasattr(self, "_last_batch"):
                     self.logger.log_samples(self.step, self.samples(self._last_batch, t.log_samples))
+                if self.step in snapshot_steps and hasattr(self, "_last_batch"):
+                    self.save_embeddings(self._last_batch)
                 progress.update(1)
                 progress.set_postfix(acc=f"{last.get('reward/accuracy', float('nan')):.2f}",
                                      reward=f"{last.get('reward/mean', float('nan')):.2f}",
@@ -521,6 +547,15 @@ class RLTrainer:
             progress.close()
             self.logger.close()
         return {"step": self.step, "last_metrics": last, "eval": final_eval}
+
+
+def snapshot_schedule(max_steps: int, count: int) -> set[int]:
+    """``count`` evenly spaced steps in 1..max_steps, first and last included."""
+    if count <= 0 or max_steps <= 0:
+        return set()
+    if count == 1:
+        return {max_steps}
+    return {1 + round(i * (max_steps - 1) / (count - 1)) for i in range(count)}
 
 
 def _progress(total: int, initial: int, *, enabled: bool) -> Any:
