@@ -27,6 +27,26 @@ __version__ = "0.1.0"
 # Public names that live in modules with heavy imports; resolved on first access (PEP 562).
 _LAZY = {
     "score_answer": "clipo.rewards",
+    "score_batch": "clipo.rewards",
+    "register_reward": "clipo.rewards",
+    "get_reward": "clipo.rewards",
+    "VerifierStats": "clipo.rewards",
+    "load_prompts": "clipo.data",
+    "render_prompt": "clipo.data",
+    "PromptExample": "clipo.data",
+    "PromptDataset": "clipo.data",
+    "DataError": "clipo.data",
+    "Config": "clipo.config",
+    "ConfigError": "clipo.config",
+    "load_config": "clipo.config",
+    "RLTrainer": "clipo.trainer",
+    "HFGenerateEngine": "clipo.rollout",
+    "RolloutBatch": "clipo.rollout",
+    "SamplingParams": "clipo.rollout",
+    "policy_forward": "clipo.forward",
+    "load_policy": "clipo.models",
+    "load_tokenizer": "clipo.models",
+    "make_report": "clipo.report",
 }
 
 
@@ -39,9 +59,9 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = [
+__all__ = [*_LAZY,
     "AGGREGATION_MODES", "ContrastiveHead", "HeadStepResult", "HeadTrainer", "PolicyLoss",
     "aggregate", "contrastive_loss", "contrastive_reward", "embedding_separation", "gmpo_loss",
     "group_advantages", "gspo_loss", "informative_groups", "kl_estimate", "masked_mean", "masked_sum",
-    "overlong_penalty", "ppo_clip_loss", "score_answer", "similarity_gap_reward",
+    "overlong_penalty", "ppo_clip_loss", "similarity_gap_reward",
 ]

@@ -3,6 +3,7 @@
     clipo train [--config FILE] [section.field=value ...]     RL training (defaults: the built-in CPU demo)
     clipo eval  --model PATH [--config FILE] [key=value ...]  pass@1 / avg@k / pass@k on data.eval
     clipo report RUN_DIR [--out DIR]                          PNG plots and a Markdown summary of a run
+    clipo experiment [--seeds 3] [--algorithms grpo] [k=v]    base vs base + CLIPO on the demo task, over seeds
     clipo config [--config FILE] [key=value ...]              print every key (or the resolved config)
 
 Without --config and without model.name_or_path, `clipo train` starts from the built-in demo recipe
@@ -31,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="PNG plots and a Markdown summary of a run folder")
     report.add_argument("run_dir", help="run folder (trainer.output_dir)")
     report.add_argument("--out", help="output folder (default: RUN_DIR/report)")
+    experiment = sub.add_parser("experiment", help="base algorithm vs base + CLIPO on the demo task, over several seeds")
+    experiment.add_argument("--seeds", type=int, default=3, help="RL seeds per variant (default 3)")
+    experiment.add_argument("--algorithms", default="grpo", help="comma-separated base algorithms (default grpo)")
+    experiment.add_argument("--output", default="runs/experiment", help="folder for the runs and the table")
+    experiment.add_argument("overrides", nargs="*", help="dotted overrides applied to every run, e.g. trainer.max_steps=40")
     config = sub.add_parser("config", help="list every config key with its default and help, or print a resolved config")
     config.add_argument("--config", help="YAML config file to resolve")
     config.add_argument("overrides", nargs="*")
@@ -40,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from clipo.config import ConfigError
+    from clipo.data import DataError
 
+    _quiet_libraries()
     try:
         if args.command in (None, "train"):
             return _train(getattr(args, "config", None), getattr(args, "overrides", []))
@@ -48,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args)
         if args.command == "config":
             return _config(args)
+        if args.command == "experiment":
+            from clipo.demo.experiment import run_experiment
+
+            run_experiment(list(args.overrides), seeds=args.seeds, algorithms=[a for a in args.algorithms.split(",") if a],
+                           output_dir=args.output)
+            return 0
         if args.command == "report":
             from clipo.report import report_command
 
@@ -55,7 +69,20 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"clipo: config error: {error}", file=sys.stderr)
         return 2
+    except DataError as error:
+        print(f"clipo: data error: {error}", file=sys.stderr)
+        return 2
     return 2
+
+
+def _quiet_libraries() -> None:
+    """clipo shows its own progress; silence the per-file bars of transformers' loading and saving."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
 
 
 def _base_config(config_path: str | None, overrides: list[str]) -> str | None:
@@ -91,12 +118,17 @@ def _eval(args: argparse.Namespace) -> int:
     from clipo.config import load_config
 
     overrides = list(args.overrides)
+    config_path = args.config
     if args.model:
         model = Path(args.model)
         if (model / "final").is_dir():
+            # A run folder: evaluate its final model with the run's own settings (verifier, chat template, ...)
+            # unless a config file is given; command-line overrides still win.
+            if config_path is None and (model / "config.yaml").is_file():
+                config_path = str(model / "config.yaml")
             model = model / "final"
         overrides.append(f"model.name_or_path={model if model.exists() else args.model}")
-    config = load_config(args.config, overrides)
+    config = load_config(config_path, overrides)
     if not config.data.eval:
         print("clipo eval: set data.eval=FILE[,FILE...] (parquet, JSONL or CSV)", file=sys.stderr)
         return 2

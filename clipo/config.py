@@ -137,6 +137,8 @@ class TrainerConfig:
     ppo_epochs: int = _f(1, "Passes over each rollout batch.")
     mini_batches: int = _f(1, "Optimizer steps per epoch (the rollout batch is split into this many mini-batches).")
     micro_batch_size: int = _f(16, "Sequences per forward/backward (gradient accumulation within a mini-batch).")
+    fuse_on_policy_forward: bool = _f(True, "When an update is exactly on-policy (ppo_epochs=1, mini_batches=1) and the batch fits one micro-batch, reuse the log-prob/embedding forward as the training forward.")
+    num_threads: int = _f(0, "torch CPU threads (0: torch's default). On small CPU models 1 thread can be much faster.")
     output_dir: str = _f("runs/clipo", "Run folder: config, metrics.jsonl, samples, checkpoints, report.")
     resume: bool = _f(False, "Continue from the latest checkpoint in output_dir.")
     seed: int = _f(0, "Seed for data order, sampling, and initialisation.")
@@ -279,6 +281,8 @@ def _apply(config: Config, key: str, value: Any) -> None:
 def _flatten(data: dict[str, Any], source: str) -> list[tuple[str, Any]]:
     items = []
     for section, values in data.items():
+        if values is None:  # an empty section ("clipo:" with nothing under it) keeps the defaults
+            continue
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: top-level key {section!r} must hold a mapping of fields, got {values!r}")
         items.extend((f"{section}.{name}", value) for name, value in values.items())
@@ -293,13 +297,26 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
 
 
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+
+
+def resolve_recipe(path: str | Path) -> Path:
+    """A YAML file path, or the name of a recipe shipped in ``clipo/recipes`` (``demo``, ``gsm8k_qwen2.5-0.5b``, ...)."""
+    candidate = Path(path)
+    if candidate.is_file():
+        return candidate
+    shipped = RECIPES_DIR / f"{candidate.name.removesuffix('.yaml')}.yaml"
+    if shipped.is_file() and candidate.parent == Path("."):
+        return shipped
+    names = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
+    raise ConfigError(f"config file {path} does not exist (shipped recipes you can name instead: {names})")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Build a :class:`Config` from defaults, an optional YAML file, then ``key=value`` overrides; validate it."""
     config = Config()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+        path = resolve_recipe(path)
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of sections (model:, data:, trainer:, ...)")
@@ -354,7 +371,10 @@ def validate(config: Config) -> None:
         _positive(key, value)
     for key, value in [("trainer.max_steps", t.max_steps), ("trainer.lr", t.lr), ("rollout.temperature", r.temperature),
                        ("algorithm.kl_coef", a.kl_coef), ("clipo.warmup_steps", c.warmup_steps),
-                       ("trainer.grad_clip", t.grad_clip), ("reward.timeout_s", config.reward.timeout_s)]:
+                       ("trainer.grad_clip", t.grad_clip), ("reward.timeout_s", config.reward.timeout_s),
+                       ("algorithm.eps_low", a.eps_low), ("algorithm.eps_high", a.eps_high), ("rollout.top_k", r.top_k),
+                       ("rollout.eval_temperature", r.eval_temperature), ("clipo.head_lr", c.head_lr),
+                       ("trainer.lr_warmup_steps", t.lr_warmup_steps), ("trainer.num_threads", t.num_threads)]:
         _positive(key, value, allow_zero=True)
     if not 0 < r.top_p <= 1:
         raise ConfigError(f"rollout.top_p: must be in (0, 1], got {r.top_p}")

@@ -55,6 +55,7 @@ def policy_forward(
     temperature: float = 1.0,
     pooling: str = "mean",
     compute_entropy: bool = False,
+    entropy_grad: bool = True,
     micro_batch_size: int | None = None,
     max_tokens_per_micro_batch: int | None = None,
     with_grad: bool = False,
@@ -86,7 +87,7 @@ def policy_forward(
             rows = rows.to(device)
             out = _forward_micro_batch(model, prompt_ids[rows], prompt_mask[rows], response_ids[rows],
                                        response_mask[rows], temperature=temperature, pooling=pooling,
-                                       compute_entropy=compute_entropy)
+                                       compute_entropy=compute_entropy, entropy_grad=entropy_grad)
             logps.append(out.logp)
             entropies.append(out.entropy)
             pooled.append(out.pooled)
@@ -146,6 +147,7 @@ def _forward_micro_batch(
     temperature: float,
     pooling: str,
     compute_entropy: bool,
+    entropy_grad: bool = True,
 ) -> ForwardOutput:
     """`policy_forward` on one micro-batch of m rows; outputs keep the full response width L."""
     width = response_ids.shape[1]
@@ -170,7 +172,7 @@ def _forward_micro_batch(
     logits = out.logits[:, -keep:-1] if kwargs else out.logits[:, p - 1:p + used - 1]  # [m, used, V]
     mask = response_mask[:, :used].bool()  # [m, used]
     logp, entropy = token_logp(logits, response_ids[:, :used], temperature=temperature,
-                               compute_entropy=compute_entropy)
+                               compute_entropy=compute_entropy, entropy_grad=entropy_grad)
     return ForwardOutput(
         logp=_pad_columns(logp.masked_fill(~mask, 0.0), width),
         entropy=_pad_columns(entropy.masked_fill(~mask, 0.0), width) if compute_entropy else None,
@@ -184,8 +186,12 @@ def token_logp(
     *,
     temperature: float = 1.0,
     compute_entropy: bool = False,
+    entropy_grad: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log softmax(logits / temperature) gathered at `targets`, and optionally the entropy, in float32.
+
+    entropy_grad=False computes the entropy outside autograd (a metric only), so a training forward does not
+    keep a [c, V] softmax per chunk alive for backward.
 
     logits: [m, l, V] any float dtype; targets: [m, l] int64. Returns logp [m, l] and entropy [m, l] or
     None. Works through the flattened tokens in chunks so that only one chunk is ever upcast to float32.
@@ -197,12 +203,15 @@ def token_logp(
     chunk = max(1, _LOGP_CHUNK_ELEMENTS // vocab)
     logps, entropies = [], []
     for lo in range(0, m * l, chunk):
-        x = flat[lo:lo + chunk].float() / temperature  # [c, V]
+        x = flat[lo:lo + chunk].float()  # [c, V]
+        if temperature != 1.0:
+            x = x / temperature
         lse = torch.logsumexp(x, dim=-1)  # [c]
         logps.append(x.gather(-1, flat_targets[lo:lo + chunk]).squeeze(-1) - lse)
         if compute_entropy:
-            probs = torch.softmax(x, dim=-1)
-            entropies.append(lse - (probs * x).sum(-1))
+            with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+                probs = torch.softmax(x, dim=-1)
+                entropies.append(lse - (probs * x).sum(-1))
     logp = torch.cat(logps).reshape(m, l) if logps else flat.new_zeros((m, l), dtype=torch.float32)
     entropy = None
     if compute_entropy:

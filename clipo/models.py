@@ -151,6 +151,12 @@ def load_policy(
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    if gguf_file is not None:
+        # transformers de-quantizes GGUF weights on load but keeps its GGUF quantizer attached, which makes
+        # save_pretrained refuse the (now ordinary) model; drop it so checkpoints and final/ can be written.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
     if device is not None:
         model.to(device)
     if gradient_checkpointing:

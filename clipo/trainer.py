@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,7 @@ class StepBatch:
     entropy: Tensor  # [N, L]
     pooled: Tensor  # [N, H] pooled last-layer hidden states (detached)
     extras: dict = field(default_factory=dict)  # per-rollout [N] values added by rollout_metrics hooks
+    train_forward: Any = None  # step 5's forward with its autograd graph, when it doubles as the training forward
 
 
 class RLTrainer:
@@ -137,6 +139,8 @@ class RLTrainer:
         self.accelerator = Accelerator(cpu=cpu)
         self.device = self.accelerator.device if t.device in ("auto", "cpu") else torch.device(t.device)
         torch.manual_seed(t.seed)
+        if t.num_threads > 0:
+            torch.set_num_threads(t.num_threads)
 
         from clipo.builtin import resolve_data, resolve_model
 
@@ -255,8 +259,20 @@ class RLTrainer:
         return policy_forward(
             model, r.prompt_ids.to(self.device), r.prompt_mask.to(self.device), r.response_ids.to(self.device),
             r.response_mask.to(self.device), temperature=temperature, pooling=self.config.clipo.pooling,
-            compute_entropy=compute_entropy, micro_batch_size=None if with_grad else self.config.trainer.micro_batch_size,
-            with_grad=with_grad)
+            compute_entropy=compute_entropy, entropy_grad=self.config.algorithm.entropy_coef > 0,
+            micro_batch_size=None if with_grad else self.config.trainer.micro_batch_size, with_grad=with_grad)
+
+    def _fuse_forwards(self, rollouts: Any) -> bool:
+        """Whether step 5's forward can double as the training forward of step 9.
+
+        True when the update is exactly on-policy (one epoch, one mini-batch: verl then sets old = logp.detach(),
+        so r ≡ 1), the whole batch fits one micro-batch, and the policy will be updated this step (not in the
+        head warm-up). That saves one full forward pass per step.
+        """
+        t = self.config.trainer
+        head_warmup = self.head_trainer is not None and self.head_trainer.steps_done + 1 <= self.head_trainer.warmup_steps
+        return (t.fuse_on_policy_forward and t.ppo_epochs == 1 and t.mini_batches == 1
+                and rollouts.num_rollouts <= t.micro_batch_size and not head_warmup)
 
     def prepare(self, rollouts: Any, examples: list, scores: Tensor) -> tuple[StepBatch, dict[str, Tensor]]:
         """Steps 4-8: overlong penalty, forward pass, reference, CLIPO, advantages."""
@@ -270,10 +286,13 @@ class RLTrainer:
         if c.algorithm.overlong_penalty:
             overlong = overlong_penalty(lengths, max_len=c.rollout.max_new_tokens, cache_len=c.algorithm.overlong_cache,
                                         factor=c.algorithm.overlong_factor)
-        # 5. One teacher-forced forward gives the old log-probs AND the pooled embeddings (no second pass).
+        # 5. One teacher-forced forward gives the old log-probs AND the pooled embeddings (no second pass). When the
+        #    update is exactly on-policy and fits one micro-batch, it is the training forward itself: it keeps its
+        #    graph for step 9 and its detached log-probs are the old ones.
         start = time.perf_counter()
-        self.model.eval()
-        forward = self._forward(self.model, rollouts, compute_entropy=True)
+        fused = self._fuse_forwards(rollouts)
+        self.model.train(fused)
+        forward = self._forward(self.model, rollouts, compute_entropy=True, with_grad=fused)
         metrics["time/forward_s"] = torch.tensor(time.perf_counter() - start)
         # 6. Reference log-probs for the KL loss.
         ref_logp = None
@@ -293,7 +312,8 @@ class RLTrainer:
         advantages = group_advantages(rewards, rollouts.group_ids, scale_by_std=c.algorithm.scale_by_std,
                                       eps=c.algorithm.adv_eps)
         batch = StepBatch(rollouts, examples, shaped, correct, overlong, contrastive, rewards, advantages,
-                          forward.logp, ref_logp, forward.entropy, forward.pooled)
+                          forward.logp.detach(), ref_logp, forward.entropy.detach(), forward.pooled,
+                          train_forward=forward if fused else None)
         return batch, metrics
 
     def update(self, batch: StepBatch) -> dict[str, Tensor]:
@@ -325,7 +345,10 @@ class RLTrainer:
         stats: dict[str, list[Tensor]] = {}
         finite = True
         for micro in torch.split(rows, t.micro_batch_size):
-            out = self._forward(self.model, batch.rollouts, with_grad=True, rows=micro, compute_entropy=want_entropy)
+            if batch.train_forward is not None and micro.numel() == batch.rollouts.num_rollouts:
+                out, batch.train_forward = batch.train_forward, None  # the fused on-policy forward of step 5
+            else:
+                out = self._forward(self.model, batch.rollouts, with_grad=True, rows=micro, compute_entropy=want_entropy)
             m = mask[micro].to(self.device)
             share = micro.numel() / rows.numel()  # verl's micro-batch weighting, only for seq-mean-token-sum-norm
             old = batch.old_logp[micro].to(self.device)
@@ -371,38 +394,40 @@ class RLTrainer:
 
     def train_step(self) -> dict[str, float]:
         """Run one RL step and return its metrics."""
-        c = self.config
         self.step += 1
-        timings: dict[str, float] = {}
-        start = time.perf_counter()
+        step_start = time.perf_counter()
         rollouts, examples, scores, collect_stats = self.collect()
-        timings["time/rollout_s"] = time.perf_counter() - start
         metrics: dict[str, Any] = dict(collect_stats)
-        if rollouts is None:
+        metrics["time/rollout_s"] = time.perf_counter() - step_start
+        if rollouts is None:  # DAPO found no informative group within max_gen_batches
             metrics["actor/update_skipped"] = 1.0
-            self.scheduler.step()
+            self._step_scheduler()
             return metrics
         batch, prepare_metrics = self.prepare(rollouts, examples, scores)
         metrics.update(prepare_metrics)
-        in_warmup = self.head_trainer is not None and self.head_trainer.in_warmup
         start = time.perf_counter()
-        if in_warmup:
+        if self.head_trainer is not None and self.head_trainer.in_warmup:
             metrics["actor/update_skipped"] = 1.0  # head warm-up: only the head learns
         else:
             metrics.update(self.update(batch))
             metrics["actor/update_skipped"] = 0.0
-        timings["time/update_s"] = time.perf_counter() - start
-        self.scheduler.step()
+        metrics["time/update_s"] = time.perf_counter() - start
+        self._step_scheduler()
         metrics.update(self._step_metrics(batch))
         if self.rollout_metrics is not None:
             metrics.update(self.rollout_metrics(batch))
-        metrics.update(timings)
-        total_time = sum(v for k, v in timings.items()) + float(metrics.get("time/forward_s", 0.0))
-        metrics["time/step_s"] = total_time
-        metrics["perf/tokens_per_s"] = float(batch.rollouts.response_mask.sum()) / max(timings["time/rollout_s"], 1e-9)
+        metrics["time/step_s"] = time.perf_counter() - step_start
+        metrics["perf/tokens_per_s"] = float(batch.rollouts.response_mask.sum()) / max(metrics["time/rollout_s"], 1e-9)
         metrics["actor/lr"] = self.scheduler.get_last_lr()[0]
         self._last_batch = batch
         return metrics
+
+    def _step_scheduler(self) -> None:
+        # The LR schedule counts RL steps, also those without an optimizer step (head warm-up), which is
+        # exactly what PyTorch's "scheduler.step() before optimizer.step()" warning is about.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+            self.scheduler.step()
 
     def _step_metrics(self, batch: StepBatch) -> dict[str, Tensor]:
         lengths = batch.rollouts.response_lengths.float()

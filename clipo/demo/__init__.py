@@ -88,10 +88,37 @@ def measure(model: Any, tokenizer: Any, config: Any, *, samples: int = 4, seed: 
     return out
 
 
+def train_and_measure(config: Any, *, before: dict[str, float] | None = None, log: Any = print) -> dict[str, Any]:
+    """One RL run of the demo from the (cached) warm-started model; writes and returns ``summary.json``."""
+    from clipo.demo.warmstart import WarmStartSpec, load_or_warm_start
+    from clipo.trainer import RLTrainer
+
+    start = time.perf_counter()
+    output = Path(config.trainer.output_dir)
+    model, tokenizer, cached = load_or_warm_start(WarmStartSpec(), log=log)
+    if not cached:
+        log(f"      warm-start done in {time.perf_counter() - start:.0f}s (cached for next time)")
+    if before is None:
+        before = measure(model, tokenizer, config, seed=config.trainer.seed)
+    trainer = RLTrainer(config, model=model, tokenizer=tokenizer, rollout_metrics=process_metrics)
+    rl_start = time.perf_counter()
+    trainer.fit()
+    rl_seconds = time.perf_counter() - rl_start
+    after = measure(trainer.model, tokenizer, config, seed=config.trainer.seed)
+    summary: dict[str, Any] = {"algorithm": config.algorithm.name, "clipo": config.clipo.enabled,
+                               "seed": config.trainer.seed, "steps": trainer.step}
+    for key in ("accuracy", "shifted_accuracy", "process_accuracy", "right_answer_wrong_reasoning"):
+        summary[f"{key}_before"], summary[f"{key}_after"] = before[key], after[key]
+    summary.update(rl_seconds=rl_seconds, steps_per_second=trainer.step / rl_seconds,
+                   wall_seconds=time.perf_counter() - start)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
 def run_demo(config: Any, *, log: Any = print) -> int:
     """Warm-start (or load), measure, train with RL, measure again, write summary.json and the report."""
     from clipo.demo.warmstart import WarmStartSpec, load_or_warm_start
-    from clipo.trainer import RLTrainer
 
     start = time.perf_counter()
     output = Path(config.trainer.output_dir)
@@ -105,22 +132,9 @@ def run_demo(config: Any, *, log: Any = print) -> int:
         f"right answer with wrong reasoning {100 * before['right_answer_wrong_reasoning']:.1f}%")
     name = config.algorithm.name.upper() + (" + CLIPO" if config.clipo.enabled else "")
     log(f"[3/4] RL with {name}: {config.trainer.max_steps} steps × {config.trainer.prompts_per_step} prompts × {config.rollout.n} samples")
-    trainer = RLTrainer(config, model=model, tokenizer=tokenizer, rollout_metrics=process_metrics)
-    rl_start = time.perf_counter()
-    trainer.fit()
-    rl_seconds = time.perf_counter() - rl_start
-    log("[4/4] measuring the trained model")
-    after = measure(trainer.model, tokenizer, config, seed=config.trainer.seed)
-    summary = {
-        "algorithm": config.algorithm.name, "clipo": config.clipo.enabled, "steps": trainer.step,
-        "accuracy_before": before["accuracy"], "accuracy_after": after["accuracy"],
-        "shifted_accuracy_before": before["shifted_accuracy"], "shifted_accuracy_after": after["shifted_accuracy"],
-        "process_accuracy_before": before["process_accuracy"], "process_accuracy_after": after["process_accuracy"],
-        "right_answer_wrong_reasoning_before": before["right_answer_wrong_reasoning"],
-        "right_answer_wrong_reasoning_after": after["right_answer_wrong_reasoning"],
-        "rl_seconds": rl_seconds, "steps_per_second": trainer.step / rl_seconds,
-        "wall_seconds": time.perf_counter() - start,
-    }
+    summary = train_and_measure(config, before=before, log=log)
+    log("[4/4] measured the trained model; writing the report")
+    summary["wall_seconds"] = time.perf_counter() - start
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     report_dir = None
     try:
@@ -130,8 +144,9 @@ def run_demo(config: Any, *, log: Any = print) -> int:
     except Exception as error:  # the run's results stand even if a plot fails
         log(f"      (report failed: {error})")
     log("")
-    log(f"held-out accuracy        {100 * before['accuracy']:5.1f}% → {100 * after['accuracy']:5.1f}%  (warm-start → after RL)")
-    log(f"shifted-split accuracy   {100 * before['shifted_accuracy']:5.1f}% → {100 * after['shifted_accuracy']:5.1f}%")
-    log(f"right answer, wrong steps{100 * before['right_answer_wrong_reasoning']:6.1f}% → {100 * after['right_answer_wrong_reasoning']:5.1f}%  (of correct sampled answers)")
-    log(f"wall time {summary['wall_seconds']:.0f}s; run folder {output}" + (f"; report {report_dir}" if report_dir else ""))
+    log(f"held-out accuracy          {100 * summary['accuracy_before']:5.1f}% → {100 * summary['accuracy_after']:5.1f}%  (warm-start → after RL)")
+    log(f"shifted-split accuracy     {100 * summary['shifted_accuracy_before']:5.1f}% → {100 * summary['shifted_accuracy_after']:5.1f}%")
+    log(f"right answer, wrong steps  {100 * summary['right_answer_wrong_reasoning_before']:5.1f}% → "
+        f"{100 * summary['right_answer_wrong_reasoning_after']:5.1f}%  (of correct sampled answers)")
+    log(f"wall time {summary['wall_seconds']:.0f}s; run folder {output}" + (f"; report {report_dir}/report.md" if report_dir else ""))
     return 0

@@ -157,3 +157,27 @@ def test_final_model_loads_with_transformers(prompts_file, tmp_path):
     for (name, x), (_, y) in zip(trainer.model.state_dict().items(), model.state_dict().items()):
         assert torch.equal(x, y), name
     assert tokenizer.chat_template == trainer.tokenizer.chat_template
+
+
+def test_fused_on_policy_forward_trains_exactly_like_two_forwards(prompts_file, tmp_path):
+    # With one epoch and one mini-batch the update is on-policy (r ≡ 1), so reusing step 5's forward as the
+    # training forward must give the same losses and parameters as a separate no-grad forward + training forward.
+    common = ("trainer.max_steps=2", "trainer.micro_batch_size=16", "data.eval=[]", "clipo.enabled=true", "algorithm.kl_coef=0")
+    fused = make_trainer(prompts_file, tmp_path / "fused", *common)
+    separate = make_trainer(prompts_file, tmp_path / "separate", *common, "trainer.fuse_on_policy_forward=false")
+    calls = {"fused": 0, "separate": 0}
+    for name, trainer in (("fused", fused), ("separate", separate)):
+        original = trainer._forward
+
+        def counting(*args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        trainer._forward = counting
+        trainer.fit()
+    assert calls["fused"] == 2 and calls["separate"] == 4  # one forward per step instead of two (plus none for eval)
+    for a, b in zip(read_metrics(tmp_path / "fused"), read_metrics(tmp_path / "separate")):
+        for key in ("actor/pg_loss", "contrastive/loss", "reward/accuracy", "actor/grad_norm"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+    for (name, x), (_, y) in zip(fused.model.state_dict().items(), separate.model.state_dict().items()):
+        assert torch.allclose(x, y, atol=1e-6), name
