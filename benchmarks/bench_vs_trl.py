@@ -5,6 +5,7 @@ Run from the repository root (needs ``pip install trl``)::
     python benchmarks/bench_vs_trl.py                  # 12 measured steps each after 2 warm-up steps
     python benchmarks/bench_vs_trl.py --steps 20 --prompts 4 --n 8 --max-new 32
     python benchmarks/bench_vs_trl.py --whatif         # + clipo with the old-log-prob forward skipped
+    python benchmarks/bench_vs_trl.py --unshared       # + clipo with both prompt-sharing options off
 
 Identical settings on both sides: the same tiny Qwen2-style model (same config, same seed, so the same initial
 weights; hidden 256, 4 layers, 2.4M params, char-level tokenizer from ``clipo.testing``), the same chat-rendered prompts,
@@ -14,9 +15,11 @@ generated in one ``generate`` call, one optimizer step per RL step (one mini-bat
 gradient accumulation), no KL (beta=0, no reference model), no CLIPO, AdamW lr 1e-5 wd 0, grad clip 1.0, same
 parity reward, no logging/eval/checkpoints, fp32 on CPU, same process and same torch thread count.
 
-Known asymmetry (part of what is compared): with one update per batch TRL skips the separate no-grad "old
-log-prob" forward (it uses ``logp.detach()``); clipo always runs it (it also yields entropy and the pooled
-embedding CLIPO needs).
+Known asymmetries (part of what is compared): with one update per batch TRL skips the separate no-grad "old
+log-prob" forward (it uses ``logp.detach()``); clipo reuses that forward as the training forward when the update
+is on-policy (``trainer.fuse_on_policy_forward``). clipo computes each group's prompt once, in generation
+(``HFGenerateEngine(share_prompt_prefill=True)``) and in the teacher-forced forward
+(``trainer.share_prompt_forward``); ``--unshared`` adds a third contender with both off.
 
 Interleaving: TRL's training loop drives the run, and a TRL callback runs one clipo step after every TRL step,
 so the two alternate A B A B ... and machine noise hits both alike. TRL's step time is the wall time between
@@ -70,6 +73,8 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=4)
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--max-new", type=int, default=32)
+    ap.add_argument("--unshared", action="store_true",
+                    help="also time clipo with share_prompt_prefill and trainer.share_prompt_forward off")
     ap.add_argument("--whatif", action="store_true",
                     help="also time clipo with the old-log-prob forward skipped (see skip_old_logp_forward)")
     args = ap.parse_args()
@@ -87,6 +92,11 @@ def main() -> None:
     if args.whatif:
         patched = clipo_trainer(data, prompts=args.prompts, n=args.n, max_new=args.max_new, clipo_on=False)
         skip_old_logp_forward(patched)
+    unshared = None
+    if args.unshared:
+        unshared = clipo_trainer(data, prompts=args.prompts, n=args.n, max_new=args.max_new, clipo_on=False,
+                                 extra=("trainer.share_prompt_forward=false",))
+        unshared.engine.share_prompt_prefill = False
     tok, model = build(0)
     dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}], "answer": r["answer"]}
                                  for r in rows])
@@ -101,7 +111,7 @@ def main() -> None:
         disable_tqdm=True, use_cpu=True, bf16=False, fp16=False, seed=0, log_completions=False,
         dataloader_num_workers=0)
 
-    trl_times, clipo_times, patched_times, tokens = [], [], [], {"trl": [], "clipo": []}
+    trl_times, clipo_times, patched_times, unshared_times, tokens = [], [], [], [], {"trl": [], "clipo": []}
     state = {"t_end": None}
 
     class Interleave(TrainerCallback):
@@ -111,13 +121,15 @@ def main() -> None:
                 trl_times.append(now - state["t_end"])
             lengths = trainer._metrics["train"].get("completions/mean_length", [])
             tokens["trl"].append(lengths[-1] if lengths else float("nan"))
-            runs = [("clipo", clipo), ("patched", patched)] if patched is not None else [("clipo", clipo)]
+            runs = [(name, tr) for name, tr in (("clipo", clipo), ("patched", patched), ("unshared", unshared))
+                    if tr is not None]
             if st.global_step % 2 == 0:
                 runs = runs[::-1]
             for name, tr in runs:
                 t0 = time.perf_counter()
                 m = tr.train_step()
-                (clipo_times if name == "clipo" else patched_times).append(time.perf_counter() - t0)
+                {"clipo": clipo_times, "patched": patched_times, "unshared": unshared_times}[name].append(
+                    time.perf_counter() - t0)
                 if name == "clipo":
                     tokens["clipo"].append(float(m["response/length_mean"]))
             state["t_end"] = time.perf_counter()
@@ -143,6 +155,12 @@ def main() -> None:
     print(f"clipo/TRL step-time ratio: median of paired ratios {median(ratios):.3f}  "
           f"(IQR {iqr(ratios)[0]:.3f}-{iqr(ratios)[1]:.3f}); goal <= 0.70 -> "
           f"{'MET' if median(ratios) <= 0.70 else 'NOT MET'}")
+    if unshared_times:
+        u = unshared_times[args.warmup:]
+        ur = [c / t for (t, _), c in zip(pairs, u)]
+        print(f"clipo with prompt sharing off: median {median(u):.3f}s; ratio to TRL {median(ur):.3f} "
+              f"(IQR {iqr(ur)[0]:.3f}-{iqr(ur)[1]:.3f}); clipo (shared) / clipo (unshared): median of paired ratios "
+              f"{median([a / b for a, b in zip(clipo_m, u)]):.3f}")
     if patched_times:
         p = patched_times[args.warmup:]
         pr = [c / t for (t, _), c in zip(pairs, p)]

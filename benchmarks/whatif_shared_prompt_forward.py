@@ -1,4 +1,7 @@
-"""What-if: the training forward+backward with each group's prompt computed once instead of n times.
+"""The training forward+backward with each group's prompt computed once instead of n times.
+
+(Written as a what-if; this is now ``policy_forward(..., group_size=n)``, which the trainer uses by default,
+``trainer.share_prompt_forward``. ``shared`` below times that implementation; ``stock`` is ``group_size=None``.)
 
 Run from the repository root::
 
@@ -33,9 +36,7 @@ def main() -> None:
     ap.add_argument("--resp-len", type=int, default=32)
     args = ap.parse_args()
 
-    from transformers import DynamicCache
-
-    from clipo.forward import policy_forward, token_logp
+    from clipo.forward import policy_forward
 
     tok, model = build(0)
     model.train()
@@ -55,18 +56,8 @@ def main() -> None:
         return out.logp
 
     def shared():
-        cache = DynamicCache(config=model.config)
-        pos_u = (mu.cumsum(-1) - 1).clamp(min=0)
-        model(input_ids=pu[:, :-1], attention_mask=mu[:, :-1], position_ids=pos_u[:, :-1], past_key_values=cache,
-              use_cache=True)
-        cache.batch_repeat_interleave(n)
-        ids = torch.cat([prompt_ids[:, -1:], resp[:, :-1]], 1)  # inputs whose outputs predict o_0 .. o_{L-1}
-        attention = torch.cat([prompt_mask, resp_mask[:, :-1]], 1)
-        positions = (attention.cumsum(-1) - 1)[:, -ids.shape[1]:]
-        out = model(input_ids=ids, attention_mask=attention, position_ids=positions, past_key_values=cache,
-                    use_cache=True)
-        logp, _ = token_logp(out.logits, resp)
-        return logp
+        out = policy_forward(model, prompt_ids, prompt_mask, resp, resp_mask, with_grad=True, group_size=n)
+        return out.logp
 
     def fwd_bwd(fn):
         logp = fn()
@@ -92,7 +83,7 @@ def main() -> None:
     print(f"machine: {machine_line()}")
     print(f"{args.prompts} prompts x n={n}, prompt {p_len} tokens, response {args.resp_len} tokens; "
           f"tokens per fwd: stock {prompt_ids.shape[0] * (p_len + args.resp_len)}, "
-          f"shared {args.prompts * (p_len - 1) + prompt_ids.shape[0] * args.resp_len}")
+          f"shared {args.prompts * (p_len - 1) + prompt_ids.shape[0] * (args.resp_len + 1)}")
     print(f"equivalence: max |dlogp| {dlogp:.2e}, max |dgrad| {dgrad:.2e}")
     print(f"stock  fwd+bwd: median {1000 * median(times['stock']):.0f} ms")
     print(f"shared fwd+bwd: median {1000 * median(times['shared']):.0f} ms")

@@ -126,7 +126,7 @@ class RolloutConfig:
 
 @dataclass
 class TrainerConfig:
-    prompts_per_step: int = _f(8, "Prompts per RL step (B); a step trains on B·n rollouts.")
+    prompts_per_step: int = _f(8, "Prompts per RL step and process (B); a step trains on B·n rollouts per process.")
     max_steps: int = _f(20, "RL steps to run.")
     lr: float = _f(1e-6, "Policy AdamW learning rate.")
     lr_schedule: str = _f("constant", "'constant', 'linear' (to 0) or 'cosine'; all after lr_warmup_steps of linear warm-up.")
@@ -137,6 +137,7 @@ class TrainerConfig:
     ppo_epochs: int = _f(1, "Passes over each rollout batch.")
     mini_batches: int = _f(1, "Optimizer steps per epoch (the rollout batch is split into this many mini-batches).")
     micro_batch_size: int = _f(16, "Sequences per forward/backward (gradient accumulation within a mini-batch).")
+    share_prompt_forward: bool = _f(True, "In the teacher-forced forwards, compute each group's prompt once and repeat its KV cache for the group's n rollouts (same log-probs and gradients up to rounding); training micro-batches are then rounded down to whole groups.")
     fuse_on_policy_forward: bool = _f(True, "When an update is exactly on-policy (ppo_epochs=1, mini_batches=1) and the batch fits one micro-batch, reuse the log-prob/embedding forward as the training forward.")
     num_threads: int = _f(0, "torch CPU threads (0: torch's default). On small CPU models 1 thread can be much faster.")
     output_dir: str = _f("runs/clipo", "Run folder: config, metrics.jsonl, samples, checkpoints, report.")

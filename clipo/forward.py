@@ -16,6 +16,13 @@ Position ids are `cumsum(attention_mask) − 1`, so each row is computed exactly
 
 Both outputs come from the same forward pass; the pooled embedding is always detached (CLIPO sends no
 gradient into the LLM through the contrastive head).
+
+Shared prompts (`group_size=n`): when rows come in contiguous groups of n copies of one prompt (the
+`RolloutBatch` layout), each distinct prompt minus its last token is run once (with grad when `with_grad`)
+into a KV cache, the cache is repeated n times (differentiable: the prompt's gradient is the sum over its n
+rows), and only [last prompt token, response] runs per row on top of it. Same masks and position ids, so the
+same log-probs, entropies, pooled states and gradients up to floating-point rounding; micro-batches then
+hold whole groups.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ def policy_forward(
     micro_batch_size: int | None = None,
     max_tokens_per_micro_batch: int | None = None,
     with_grad: bool = False,
+    group_size: int | None = None,
 ) -> ForwardOutput:
     """Teacher-forced forward over prompt + response; see the module docstring for the exact definitions.
 
@@ -70,6 +78,11 @@ def policy_forward(
     with_grad: keep the autograd graph for `logp` (and `entropy`). Every micro-batch's graph is then held
     until backward, so for training pass one micro-batch per call (see `plan_micro_batches`).
     The model's train/eval mode is not changed: put it in eval mode for dropout-free old/ref log-probs.
+    group_size: rows g*n .. g*n+n-1 (n = group_size) share one prompt (identical prompt_ids / prompt_mask,
+    checked): compute each prompt once per micro-batch (see the module docstring). Micro-batches then hold
+    whole groups; when the limits cannot hold a whole group (micro_batch_size < n, or a group's padded
+    tokens > max_tokens_per_micro_batch) every row is computed on its own as without group_size.
+    None or 1: no sharing.
     """
     if pooling not in POOLING_MODES:
         raise ValueError(f"pooling={pooling!r}: expected one of {POOLING_MODES}")
@@ -78,7 +91,14 @@ def policy_forward(
     _check_layout(prompt_mask, response_mask)
     device = prompt_ids.device
     lengths = prompt_mask.sum(-1) + response_mask.sum(-1)  # [N] real tokens per row
-    plan = plan_micro_batches(lengths, micro_batch_size=micro_batch_size, max_tokens=max_tokens_per_micro_batch)
+    share = group_size is not None and group_size > 1
+    if share:
+        _check_groups(prompt_ids, prompt_mask, group_size)
+        plan = plan_micro_batches(lengths, micro_batch_size=micro_batch_size, max_tokens=max_tokens_per_micro_batch,
+                                  group_size=group_size)
+        share = plan is not None and prompt_mask.shape[1] > 1
+    if not share:
+        plan = plan_micro_batches(lengths, micro_batch_size=micro_batch_size, max_tokens=max_tokens_per_micro_batch)
 
     logps, entropies, pooled = [], [], []
     grad_mode = contextlib.nullcontext() if with_grad else torch.no_grad()
@@ -87,7 +107,8 @@ def policy_forward(
             rows = rows.to(device)
             out = _forward_micro_batch(model, prompt_ids[rows], prompt_mask[rows], response_ids[rows],
                                        response_mask[rows], temperature=temperature, pooling=pooling,
-                                       compute_entropy=compute_entropy, entropy_grad=entropy_grad)
+                                       compute_entropy=compute_entropy, entropy_grad=entropy_grad,
+                                       group_size=group_size if share else None)
             logps.append(out.logp)
             entropies.append(out.entropy)
             pooled.append(out.pooled)
@@ -107,20 +128,38 @@ def plan_micro_batches(
     *,
     micro_batch_size: int | None = None,
     max_tokens: int | None = None,
-) -> list[torch.Tensor]:
+    group_size: int | None = None,
+) -> list[torch.Tensor] | None:
     """Split rows into micro-batches; returns index tensors (int64, CPU) that together cover every row once.
 
     lengths: [N] tokens per row. With neither limit: one micro-batch [0..N−1]. Otherwise rows are sorted
     by length (longest first) and packed greedily while `rows ≤ micro_batch_size` and
     `rows × longest ≤ max_tokens` (the padded size); a row longer than max_tokens goes alone.
+
+    group_size=n: rows g*n .. g*n+n-1 form a group that must stay whole and contiguous (in row order) in
+    one micro-batch. Groups are packed like rows (sorted by their longest row) under the same limits;
+    returns None when a single group does not fit them (micro_batch_size < n or n × longest > max_tokens).
     """
     n = lengths.shape[0]
-    if micro_batch_size is None and max_tokens is None:
-        return [torch.arange(n)]
     if micro_batch_size is not None and micro_batch_size < 1:
         raise ValueError(f"micro_batch_size={micro_batch_size}: must be >= 1")
     if max_tokens is not None and max_tokens < 1:
         raise ValueError(f"max_tokens={max_tokens}: must be >= 1")
+    if group_size is not None and group_size > 1:
+        if n % group_size:
+            raise ValueError(f"group_size={group_size} does not divide the {n} rows")
+        longest = lengths.cpu().reshape(-1, group_size).max(-1).values  # [G] longest row of each group
+        if micro_batch_size is not None and micro_batch_size < group_size:
+            return None
+        if max_tokens is not None and int(longest.max()) * group_size > max_tokens:
+            return None
+        groups = plan_micro_batches(longest * group_size,  # a group's padded size per "row" of the plan
+                                    micro_batch_size=None if micro_batch_size is None else micro_batch_size // group_size,
+                                    max_tokens=max_tokens)
+        offsets = torch.arange(group_size)
+        return [(g[:, None] * group_size + offsets).reshape(-1) for g in groups]
+    if micro_batch_size is None and max_tokens is None:
+        return [torch.arange(n)]
     order = torch.argsort(lengths.cpu(), descending=True, stable=True)
     sizes = lengths.cpu()[order].tolist()
     batches, current, longest = [], [], 0
@@ -148,8 +187,13 @@ def _forward_micro_batch(
     pooling: str,
     compute_entropy: bool,
     entropy_grad: bool = True,
+    group_size: int | None = None,
 ) -> ForwardOutput:
-    """`policy_forward` on one micro-batch of m rows; outputs keep the full response width L."""
+    """`policy_forward` on one micro-batch of m rows; outputs keep the full response width L.
+
+    group_size: the rows are whole groups of this many copies of one prompt (contiguous): prefill each
+    distinct prompt once (see the module docstring).
+    """
     width = response_ids.shape[1]
     # Trim columns that are padding in every row of this micro-batch: less compute, identical results.
     first = int(prompt_mask.any(0).int().argmax())  # first prompt column with a real token in some row
@@ -162,14 +206,28 @@ def _forward_micro_batch(
     keep = used + 1  # logits at columns p-1 .. p+used-1; the last one predicts past the response
     kwargs = {"logits_to_keep": keep} if _accepts_logits_to_keep(model) else {}
     head = model.get_output_embeddings()
-    with _capture_input(head) as captured:
-        out = model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=False,
-                    output_hidden_states=head is None, **kwargs)
-    # The lm_head saw the last `keep` columns (or all T); either way the response states are its last
-    # `used` columns, the states computed from o_0 .. o_{used-1}.
+    cache = None
+    if group_size is not None and p > 1 and not _checkpointing_active(model):
+        cache = _shared_prompt_cache(model, ids[::group_size, :p - 1], attention[::group_size, :p - 1],
+                                     positions[::group_size, :p - 1], group_size)
+    shared = cache is not None
+    if shared:
+        # Only [last prompt token, o_0 .. o_{used-1}] run per row, on top of the repeated prompt cache; the
+        # attention mask still spans every column, the position ids are those of the full layout.
+        with _capture_input(head) as captured:
+            out = model(input_ids=ids[:, p - 1:], attention_mask=attention, position_ids=positions[:, p - 1:],
+                        use_cache=True, output_hidden_states=head is None, **{cache_kwarg(model): cache}, **kwargs)
+        del cache
+    else:
+        with _capture_input(head) as captured:
+            out = model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=False,
+                        output_hidden_states=head is None, **kwargs)
+    # The lm_head saw the last `keep` columns (or all columns it was run on); either way the response states
+    # are its last `used` columns, the states computed from o_0 .. o_{used-1}.
     head_input = captured[0] if head is not None else out.hidden_states[-1]  # [m, keep or T, H]
     hidden = head_input[:, -used:].detach()  # [m, used, H]
-    logits = out.logits[:, -keep:-1] if kwargs else out.logits[:, p - 1:p + used - 1]  # [m, used, V]
+    # With a cache the model ran exactly `keep` columns, so the last `keep` logits are the same slice.
+    logits = out.logits[:, -keep:-1] if kwargs or shared else out.logits[:, p - 1:p + used - 1]  # [m, used, V]
     mask = response_mask[:, :used].bool()  # [m, used]
     logp, entropy = token_logp(logits, response_ids[:, :used], temperature=temperature,
                                compute_entropy=compute_entropy, entropy_grad=entropy_grad)
@@ -246,6 +304,61 @@ def _check_layout(prompt_mask: torch.Tensor, response_mask: torch.Tensor) -> Non
     if prompt_mask.shape[1] == 0 or not bool(prompt_mask[:, -1].all()):
         raise ValueError("policy_forward: every prompt must be left-padded and hold at least one token "
                          "(prompt_mask[:, -1] must be all ones)")
+
+
+def _check_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, group_size: int) -> None:
+    """group_size must divide the rows, and every row of a group must hold its group's prompt."""
+    n = prompt_ids.shape[0]
+    if group_size < 1 or n % group_size:
+        raise ValueError(f"policy_forward: group_size={group_size} does not divide the {n} rows")
+    for x in (prompt_ids, prompt_mask):
+        grouped = x.reshape(n // group_size, group_size, -1)
+        if not bool((grouped == grouped[:, :1]).all()):
+            raise ValueError(f"policy_forward: group_size={group_size}, but rows g*n .. g*n+n-1 do not share "
+                             "one prompt (prompt_ids / prompt_mask differ within a group)")
+
+
+def _shared_prompt_cache(model: torch.nn.Module, ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor,
+                         repeats: int):
+    """Run the distinct prompt prefixes [g, p-1] once into a KV cache and repeat it to [g*repeats, p-1].
+
+    Under grad the repeat is part of the graph, so each prompt's gradient is the sum over its rows. Returns
+    None if the model did not fill the cache (then the caller computes every row in full).
+    """
+    cache = new_dynamic_cache(model)
+    kwargs = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
+    model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=True,
+          **{cache_kwarg(model): cache}, **kwargs)
+    if cache.get_seq_length() != ids.shape[1]:
+        return None
+    cache.batch_repeat_interleave(repeats)
+    return cache
+
+
+def new_dynamic_cache(model: torch.nn.Module):
+    """An empty `DynamicCache` for `model` (transformers 5 wants the config; older versions take no arguments)."""
+    from transformers import DynamicCache
+
+    try:
+        return DynamicCache(config=model.config)
+    except TypeError:  # pragma: no cover - transformers < 4.56
+        return DynamicCache()
+
+
+def cache_kwarg(model: torch.nn.Module) -> str:
+    """Name of the KV-cache argument of the model's forward: `cache` (transformers >= 5.x) or `past_key_values`."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    except (TypeError, ValueError):  # pragma: no cover
+        return "past_key_values"
+
+
+def _checkpointing_active(model: torch.nn.Module) -> bool:
+    """Whether activation checkpointing will run in this forward (transformers then drops the KV cache)."""
+    if not (torch.is_grad_enabled() and model.training):
+        return False
+    return any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
 
 
 def _pad_columns(x: torch.Tensor, width: int) -> torch.Tensor:

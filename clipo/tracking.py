@@ -28,8 +28,12 @@ class MetricsLogger:
     """
 
     def __init__(self, output_dir: str | Path, *, tensorboard: bool = True, wandb_project: str | None = None,
-                 resume_step: int | None = None, config: dict | None = None):
+                 resume_step: int | None = None, config: dict | None = None, enabled: bool = True):
+        self.enabled = enabled
         self.dir = Path(output_dir)
+        self._tb = self._wandb = None
+        if not enabled:  # a non-main data-parallel process: metrics are written by the main one
+            return
         self.dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.dir / "metrics.jsonl"
         self.samples_path = self.dir / "samples.jsonl"
@@ -54,6 +58,8 @@ class MetricsLogger:
 
     def log(self, step: int, metrics: dict[str, Any]) -> dict[str, float]:
         values = {key: to_float(value) for key, value in metrics.items()}
+        if not self.enabled:
+            return values
         with open(self.metrics_path, "a") as handle:
             handle.write(json.dumps({"step": step, **{k: _json_number(v) for k, v in values.items()}}) + "\n")
         if self._tb is not None:
@@ -65,11 +71,15 @@ class MetricsLogger:
         return values
 
     def log_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
+        if not self.enabled:
+            return
         with open(self.samples_path, "a") as handle:
             for sample in samples:
                 handle.write(json.dumps({"step": step, **sample}) + "\n")
 
     def log_eval(self, step: int, results: dict[str, dict[str, float]]) -> None:
+        if not self.enabled:
+            return
         with open(self.eval_path, "a") as handle:
             handle.write(json.dumps({"step": step, "results": results}) + "\n")
         flat = {f"eval/{name}/{key}": value for name, res in results.items() for key, value in res.items()

@@ -31,6 +31,7 @@ from clipo.advantages import group_advantages, informative_groups, overlong_pena
 from clipo.checkpoint import latest_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
 from clipo.config import Config, save_config
 from clipo.contrastive import ContrastiveHead, HeadTrainer
+from clipo.distributed import all_gather_rows, all_reduce_sum, global_group_ids, shard
 from clipo.kl import kl_estimate
 from clipo.ops import aggregate, masked_mean
 from clipo.pipeline import render_fn, sampling_params, score_responses
@@ -87,6 +88,11 @@ def _loss_count_kind(config: Config) -> str:
     return "rows" if name == "gmpo" else "sequences" if name == "gspo" else _AGG_COUNT_KIND[config.algorithm.loss_agg]
 
 
+def _global(count: Tensor | None, device: torch.device) -> Tensor | None:
+    """A loss denominator summed over processes (so each process's loss is its share of the global mean)."""
+    return None if count is None else all_reduce_sum(count.to(device))
+
+
 def _count(mask: Tensor, kind: str) -> Tensor | None:
     if kind == "tokens":
         return mask.sum().float()
@@ -138,6 +144,9 @@ class RLTrainer:
         cpu = t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available())
         self.accelerator = Accelerator(cpu=cpu)
         self.device = self.accelerator.device if t.device in ("auto", "cpu") else torch.device(t.device)
+        # Data parallel: each process trains on its own B prompts; see clipo.distributed.
+        self.rank, self.world_size = self.accelerator.process_index, self.accelerator.num_processes
+        self.is_main = self.accelerator.is_main_process
         torch.manual_seed(t.seed)
         if t.num_threads > 0:
             torch.set_num_threads(t.num_threads)
@@ -214,8 +223,9 @@ class RLTrainer:
         generated_groups = zero_variance_groups = 0
         self.model.eval()
         while True:
-            examples = self.data_iter.next_batch(t.prompts_per_step)
-            seed = derive_seed(t.seed, self.step, rounds)
+            # Every process draws the same global batch and keeps its own slice: groups never span processes.
+            examples = shard(self.data_iter.next_batch(t.prompts_per_step * self.world_size), self.rank, self.world_size)
+            seed = derive_seed(t.seed + 1_000_003 * self.rank, self.step, rounds)  # each process samples its own noise
             batch = self.engine.generate([self.render(e) for e in examples], self.sampling(
                 n=c.rollout.n, temperature=c.rollout.temperature, seed=seed))
             rounds += 1
@@ -260,7 +270,26 @@ class RLTrainer:
             model, r.prompt_ids.to(self.device), r.prompt_mask.to(self.device), r.response_ids.to(self.device),
             r.response_mask.to(self.device), temperature=temperature, pooling=self.config.clipo.pooling,
             compute_entropy=compute_entropy, entropy_grad=self.config.algorithm.entropy_coef > 0,
-            micro_batch_size=None if with_grad else self.config.trainer.micro_batch_size, with_grad=with_grad)
+            micro_batch_size=None if with_grad else self.config.trainer.micro_batch_size, with_grad=with_grad,
+            group_size=self._shared_group_size(r))
+
+    def _shared_group_size(self, rollouts: Any) -> int | None:
+        """rollout.n when prompt sharing is on and the rows are whole contiguous groups of n (else None)."""
+        n = self.config.rollout.n
+        ids = rollouts.group_ids
+        if not self.config.trainer.share_prompt_forward or n < 2 or ids.numel() % n:
+            return None
+        runs = ids.reshape(-1, n)
+        whole = bool((runs == runs[:, :1]).all()) and torch.unique_consecutive(ids).numel() == runs.shape[0]
+        return n if whole else None
+
+    def _micro_batch_rows(self) -> int:
+        """Rows per training micro-batch: trainer.micro_batch_size, rounded down to whole groups when prompts are
+        shared (and at least one group fits)."""
+        t, n = self.config.trainer, self.config.rollout.n
+        if t.share_prompt_forward and n > 1 and t.micro_batch_size >= n:
+            return t.micro_batch_size // n * n
+        return t.micro_batch_size
 
     def _fuse_forwards(self, rollouts: Any) -> bool:
         """Whether step 5's forward can double as the training forward of step 9.
@@ -303,8 +332,12 @@ class RLTrainer:
         if self.head_trainer is not None:
             start = time.perf_counter()
             generator = torch.Generator(device="cpu").manual_seed(derive_seed(c.trainer.seed, self.step, 1_000_003))
-            result = self.head_trainer.step(forward.pooled, correct, rollouts.group_ids, generator=generator)
-            contrastive = result.rewards.cpu()
+            # Every process takes the same head step on the gathered global batch (identity on one process).
+            pooled, own = all_gather_rows(forward.pooled)
+            all_correct = all_gather_rows(correct.long().to(self.device))[0].bool()  # gloo gathers no bools
+            all_groups, _ = all_gather_rows(global_group_ids(rollouts.group_ids).to(self.device))
+            result = self.head_trainer.step(pooled, all_correct, all_groups, generator=generator)
+            contrastive = result.rewards[own].cpu()
             metrics.update(result.metrics)
             metrics["time/head_s"] = torch.tensor(time.perf_counter() - start)
         # 8. Group-relative advantages on the total reward.
@@ -338,13 +371,13 @@ class RLTrainer:
     def _update_mini_batch(self, batch: StepBatch, rows: Tensor, mask: Tensor) -> dict[str, Tensor]:
         c, t = self.config, self.config.trainer
         self.optimizer.zero_grad(set_to_none=True)
-        count = _count(mask[rows], self.count_kind)
+        count = _global(_count(mask[rows], self.count_kind), self.device)
         # KL and entropy are aggregated with loss_agg even where the policy loss fixes its own reduction.
-        kl_count = _count(mask[rows], _AGG_COUNT_KIND[c.algorithm.loss_agg])
+        kl_count = _global(_count(mask[rows], _AGG_COUNT_KIND[c.algorithm.loss_agg]), self.device)
         want_entropy = c.algorithm.entropy_coef > 0
         stats: dict[str, list[Tensor]] = {}
         finite = True
-        for micro in torch.split(rows, t.micro_batch_size):
+        for micro in torch.split(rows, self._micro_batch_rows()):
             if batch.train_forward is not None and micro.numel() == batch.rollouts.num_rollouts:
                 out, batch.train_forward = batch.train_forward, None  # the fused on-policy forward of step 5
             else:
@@ -371,6 +404,16 @@ class RLTrainer:
             for key, value in policy.metrics.items():
                 stats.setdefault(f"actor/{key}", []).append(value)
         grad_norm = torch.tensor(float("nan"))
+        if self.world_size > 1:
+            # One NaN anywhere skips the update everywhere; otherwise sum the gradients: each process's loss is
+            # its share of the global mean (global_count above), so the sum is the gradient of the whole batch.
+            finite = bool(all_reduce_sum(torch.tensor(0.0 if finite else 1.0, device=self.device)) == 0)
+            if finite:
+                for p in self.model.parameters():
+                    if p.requires_grad:
+                        if p.grad is None:
+                            p.grad = torch.zeros_like(p)
+                        torch.distributed.all_reduce(p.grad)
         if finite:
             params = [p for p in self.model.parameters() if p.requires_grad]
             max_norm = t.grad_clip if t.grad_clip > 0 else float("inf")
@@ -497,7 +540,11 @@ class RLTrainer:
             "nonfinite_streak": self.nonfinite_streak,
         }
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        """Checkpoint (main process only; every process waits for it)."""
+        self.accelerator.wait_for_everyone()
+        if not self.is_main:
+            return None
         return save_checkpoint(self.output_dir, self.step, model=self.accelerator.unwrap_model(self.model),
                                tokenizer=self.tokenizer, state=self.state_dict(),
                                head=self.head_trainer.head if self.head_trainer is not None else None,
@@ -537,10 +584,13 @@ class RLTrainer:
         """Train for ``trainer.max_steps`` steps (resuming if asked), evaluating and checkpointing on the way."""
         c, t = self.config, self.config.trainer
         resumed = self.resume() if t.resume else False
-        save_config(c, self.output_dir / "config.yaml")
+        # Only the main process writes the run folder; the others train and keep in step.
+        if self.is_main:
+            save_config(c, self.output_dir / "config.yaml")
         self.logger = MetricsLogger(self.output_dir, tensorboard=t.tensorboard, wandb_project=t.wandb_project,
-                                    resume_step=self.step if resumed else None, config=c.to_dict())
-        progress = _progress(t.max_steps, self.step, enabled=t.progress)
+                                    resume_step=self.step if resumed else None, config=c.to_dict(),
+                                    enabled=self.is_main)
+        progress = _progress(t.max_steps, self.step, enabled=t.progress and self.is_main)
         snapshot_steps = snapshot_schedule(t.max_steps, t.embedding_snapshots)
         last: dict[str, float] = {}
         try:
@@ -549,25 +599,27 @@ class RLTrainer:
                 last = self.logger.log(self.step, metrics)
                 if t.log_samples and hasattr(self, "_last_batch"):
                     self.logger.log_samples(self.step, self.samples(self._last_batch, t.log_samples))
-                if self.step in snapshot_steps and hasattr(self, "_last_batch"):
+                if self.step in snapshot_steps and hasattr(self, "_last_batch") and self.is_main:
                     self.save_embeddings(self._last_batch)
                 progress.update(1)
                 progress.set_postfix(acc=f"{last.get('reward/accuracy', float('nan')):.2f}",
                                      reward=f"{last.get('reward/mean', float('nan')):.2f}",
                                      clen=f"{last.get('response/length_mean', float('nan')):.0f}")
-                if t.eval_every and self.eval_data and self.step % t.eval_every == 0 and self.step < t.max_steps:
+                if t.eval_every and self.eval_data and self.step % t.eval_every == 0 and self.step < t.max_steps and self.is_main:
                     self.logger.log_eval(self.step, self.evaluate())
                 if t.save_every and self.step % t.save_every == 0 and self.step < t.max_steps:
                     self.save()
-            final_eval = self.evaluate() if self.eval_data else {}
+            final_eval = self.evaluate() if self.eval_data and self.is_main else {}
             if final_eval:
                 self.logger.log_eval(self.step, final_eval)
             self.save()
-            final_dir = self.output_dir / "final"
-            self.accelerator.unwrap_model(self.model).save_pretrained(final_dir)
-            self.tokenizer.save_pretrained(final_dir)
-            if self.head_trainer is not None:
-                self.head_trainer.head.save_pretrained(final_dir / "contrastive_head")
+            if self.is_main:
+                final_dir = self.output_dir / "final"
+                self.accelerator.unwrap_model(self.model).save_pretrained(final_dir)
+                self.tokenizer.save_pretrained(final_dir)
+                if self.head_trainer is not None:
+                    self.head_trainer.head.save_pretrained(final_dir / "contrastive_head")
+            self.accelerator.wait_for_everyone()
         finally:
             progress.close()
             self.logger.close()

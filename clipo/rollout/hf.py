@@ -35,13 +35,20 @@ class HFGenerateEngine(RolloutEngine):
     micro_batch_size: most sequences (prompt copies) per `generate` call; None = all at once. Sampled
     tokens depend on it (the RNG draws per batch), so keep it fixed for reproducible runs.
 
+    share_prompt_prefill: when a micro-batch holds whole groups (n copies of each prompt), run the model
+    once on each distinct prompt (all but its last token) into a `DynamicCache`, repeat that cache n times
+    and let `generate` start from it, instead of prefilling every copy. Greedy tokens are identical to the
+    unshared path; sampled tokens use the same RNG draws, but the prefill runs on a batch n times smaller,
+    so the logits can differ in the last bits (batch-shape-dependent kernels) and a draw that lands on a
+    CDF boundary may pick a different token. Micro-batches that split a group are prefilled per row.
+
     Reproducibility: with `params.seed` set, generation runs inside `torch.random.fork_rng` after
     `torch.manual_seed(seed)`; the same prompts, seed, micro_batch_size and hardware give the same tokens,
     and the caller's RNG state is left as it was.
     """
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *,
-                 micro_batch_size: int | None = None):
+                 micro_batch_size: int | None = None, share_prompt_prefill: bool = True):
         if tokenizer.pad_token_id is None:
             raise ValueError("HFGenerateEngine: the tokenizer needs a pad token (use clipo.models.load_tokenizer)")
         if micro_batch_size is not None and micro_batch_size < 1:
@@ -49,6 +56,7 @@ class HFGenerateEngine(RolloutEngine):
         self.model = model
         self.tokenizer = tokenizer
         self.micro_batch_size = micro_batch_size
+        self.share_prompt_prefill = share_prompt_prefill
 
     def update_weights(self, model: torch.nn.Module) -> None:
         self.model = model
@@ -76,8 +84,11 @@ class HFGenerateEngine(RolloutEngine):
         step = self.micro_batch_size or prompt_ids.shape[0]
         with _eval_mode(self.model), _plain_generation_defaults(self.model), _seeded(params.seed, self._device):
             for lo in range(0, prompt_ids.shape[0], step):
-                rows.extend(self._generate_chunk(prompt_ids[lo:lo + step], prompt_mask[lo:lo + step],
-                                                 params, gen_config, eos_ids))
+                hi = min(lo + step, prompt_ids.shape[0])
+                # Rows b*n .. b*n+n-1 share a prompt: a chunk holds whole groups iff both ends are on a boundary.
+                whole_groups = self.share_prompt_prefill and params.n > 1 and lo % params.n == 0 and hi % params.n == 0
+                rows.extend(self._generate_chunk(prompt_ids[lo:hi], prompt_mask[lo:hi], params, gen_config, eos_ids,
+                                                 group_size=params.n if whole_groups else None))
 
         response_ids, response_mask = _right_pad([r.tokens for r in rows], pad)
         finish = [r.finish_reason for r in rows]
@@ -102,9 +113,16 @@ class HFGenerateEngine(RolloutEngine):
         return next(self.model.parameters()).device
 
     def _generate_chunk(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, params: SamplingParams,
-                        gen_config: GenerationConfig, eos_ids: frozenset[int]) -> list[_Completion]:
-        """Generate for one micro-batch of prompt rows [m, P]; returns one completion per row."""
+                        gen_config: GenerationConfig, eos_ids: frozenset[int], *,
+                        group_size: int | None = None) -> list[_Completion]:
+        """Generate for one micro-batch of prompt rows [m, P]; returns one completion per row.
+
+        group_size: the rows are whole groups of this many contiguous copies of one prompt; each distinct
+        prompt is then prefilled once (see `share_prompt_prefill`). None: every row is prefilled.
+        """
         from transformers import StoppingCriteriaList
+
+        from clipo.forward import cache_kwarg
 
         # Columns that are padding in every row of this chunk cost compute and change nothing: drop them.
         first = int(prompt_mask.any(0).int().argmax())
@@ -117,8 +135,11 @@ class HFGenerateEngine(RolloutEngine):
                                                 eos_ids | {gen_config.pad_token_id})
             criteria.append(stop_criterion)
         with torch.inference_mode():
+            shared = {}
+            if group_size is not None and ids.shape[1] > 1:
+                shared[cache_kwarg(self.model)] = self._shared_prefill(ids[::group_size], mask[::group_size], group_size)
             out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_config,
-                                      stopping_criteria=criteria)
+                                      stopping_criteria=criteria, **shared)
         generated = out[:, ids.shape[1]:].tolist()  # [m, T] rows, padded after each row's end
         stopped_at = stop_criterion.stopped_at if stop_criterion and stop_criterion.stopped_at else None
         results = []
@@ -132,6 +153,23 @@ class HFGenerateEngine(RolloutEngine):
                 text = cut_response_text(text, params.stop, include_stop=params.include_stop_str_in_output)
             results.append(_Completion(tokens, reason, text))
         return results
+
+    def _shared_prefill(self, ids: torch.Tensor, mask: torch.Tensor, repeats: int):
+        """KV cache of the distinct prompts [g, P] minus their last token, repeated to [g*repeats, P-1].
+
+        `generate` then sees a cache of length P-1 for the full [g*repeats, P] input and runs only the last
+        prompt token before decoding. Position ids are those `generate` derives for left padding
+        (cumsum(mask) - 1, pads at 0), so every cached key/value is the one an unshared prefill computes.
+        """
+        from clipo.forward import _accepts_logits_to_keep, cache_kwarg, new_dynamic_cache
+
+        cache = new_dynamic_cache(self.model)
+        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        kwargs = {"logits_to_keep": 1} if _accepts_logits_to_keep(self.model) else {}
+        self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                   use_cache=True, **{cache_kwarg(self.model): cache}, **kwargs)
+        cache.batch_repeat_interleave(repeats)
+        return cache
 
 
 def eos_token_ids(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:

@@ -167,3 +167,157 @@ def test_rejects_right_padded_or_empty_prompts(model, padded_batch):
     right_padded = prompt_mask.flip(1)
     with pytest.raises(ValueError, match="left-padded"):
         policy_forward(model, prompt_ids, right_padded, response_ids, response_mask)
+
+
+# ---- Shared prompts: policy_forward(group_size=n) computes each group's prompt once ----
+
+GROUP_PROMPT_LENS = [5, 9, 2, 7]  # one per group; 1-token "prompts" cannot share and fall back
+GROUP_RESPONSE_LENS = [6, 1, 8, 3, 0, 4, 5, 2, 7, 1, 1, 9]  # 4 groups x 3 rows, incl. |o| = 0 and 1
+
+
+def grouped_batch(padded_batch, n=3, prompt_lens=GROUP_PROMPT_LENS, response_lens=GROUP_RESPONSE_LENS, seed=0):
+    """Each of len(prompt_lens) prompts repeated n times contiguously, with its own responses per row."""
+    prompt_ids, prompt_mask, _, _ = padded_batch(prompt_lens, [1] * len(prompt_lens), extra_prompt_pad=1, seed=seed)
+    _, _, response_ids, response_mask = padded_batch([1] * len(response_lens), response_lens, seed=seed + 1)
+    return (prompt_ids.repeat_interleave(n, 0), prompt_mask.repeat_interleave(n, 0), response_ids, response_mask)
+
+
+@pytest.mark.parametrize("arch,tied", [("qwen2", False), ("llama", True)])
+@pytest.mark.parametrize("pooling", ["mean", "official"])
+def test_shared_prompts_match_naive_loop(tokenizer, padded_batch, arch, tied, pooling):
+    model = build_tiny_model(tokenizer, arch=arch, tie_word_embeddings=tied).eval()
+    batch = grouped_batch(padded_batch)
+    out = policy_forward(model, *batch, pooling=pooling, compute_entropy=True, group_size=3)
+    assert out.logp.shape == batch[2].shape and out.pooled.dtype == torch.float32
+    assert_matches_naive(out, naive_forward(model, *batch), batch[3], pooling)
+
+
+def _spy_prefills(monkeypatch):
+    calls = []
+    real = forward_module._shared_prompt_cache
+
+    def spy(model, ids, *args):
+        calls.append(ids.shape[0])
+        return real(model, ids, *args)
+
+    monkeypatch.setattr(forward_module, "_shared_prompt_cache", spy)
+    return calls
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+@pytest.mark.parametrize("limits", [{}, {"micro_batch_size": 4}, {"micro_batch_size": 8},
+                                    {"max_tokens_per_micro_batch": 60}, {"micro_batch_size": 1}])
+def test_shared_prompts_equal_unshared_path(model, padded_batch, monkeypatch, n, limits):
+    responses = (GROUP_RESPONSE_LENS * 2)[:4 * n]
+    batch = grouped_batch(padded_batch, n=n, response_lens=responses)
+    plain = policy_forward(model, *batch, pooling="official", compute_entropy=True, **limits)
+    calls = _spy_prefills(monkeypatch)
+    shared = policy_forward(model, *batch, pooling="official", compute_entropy=True, group_size=n, **limits)
+    for name in ("logp", "entropy", "pooled"):
+        torch.testing.assert_close(getattr(shared, name), getattr(plain, name), atol=1e-5, rtol=0)
+    # The shared path ran (whole groups per micro-batch) unless the limits cannot hold one group.
+    longest = int((batch[1].sum(-1) + batch[3].sum(-1)).max())
+    fits = limits.get("micro_batch_size", n) >= n and limits.get("max_tokens_per_micro_batch", 10**9) >= n * longest
+    assert (sum(calls) == 4) if fits else not calls
+
+
+@pytest.mark.parametrize("pooling", ["mean", "official"])
+@pytest.mark.parametrize("limits", [{}, {"micro_batch_size": 6}])
+def test_shared_prompts_give_the_same_gradients(tokenizer, padded_batch, monkeypatch, pooling, limits):
+    model = build_tiny_model(tokenizer).train()
+    batch = grouped_batch(padded_batch)
+    weights = torch.randn(batch[2].shape, generator=torch.Generator().manual_seed(0))
+    results = []
+    for group_size in (None, 3):
+        model.zero_grad(set_to_none=True)
+        out = policy_forward(model, *batch, pooling=pooling, compute_entropy=True, with_grad=True,
+                             group_size=group_size, **limits)
+        assert out.logp.requires_grad and out.entropy.requires_grad and not out.pooled.requires_grad
+        ((out.logp * weights).sum() + 0.1 * out.entropy.sum()).backward()
+        results.append((out, {name: p.grad.clone() for name, p in model.named_parameters()}))
+    (plain, plain_grads), (shared, shared_grads) = results
+    torch.testing.assert_close(shared.logp.detach(), plain.logp.detach(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(shared.entropy.detach(), plain.entropy.detach(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(shared.pooled, plain.pooled, atol=1e-5, rtol=0)
+    for name, grad in plain_grads.items():
+        assert grad.abs().sum() > 0, name
+        torch.testing.assert_close(shared_grads[name], grad, atol=1e-4, rtol=0, msg=name)
+
+
+def test_shared_prompts_fallbacks_match(model, padded_batch, monkeypatch):
+    batch = grouped_batch(padded_batch)
+    fast = policy_forward(model, *batch, pooling="official", group_size=3)
+    monkeypatch.setattr(forward_module, "_accepts_logits_to_keep", lambda _model: False)
+    full_logits = policy_forward(model, *batch, pooling="official", group_size=3)
+    monkeypatch.setattr(model, "get_output_embeddings", lambda: None)
+    hidden_states = policy_forward(model, *batch, pooling="official", group_size=3)
+    for slow in (full_logits, hidden_states):
+        torch.testing.assert_close(slow.logp, fast.logp, atol=1e-6, rtol=0)
+        torch.testing.assert_close(slow.pooled, fast.pooled, atol=1e-6, rtol=0)
+
+
+def test_shared_prompts_under_gradient_checkpointing_fall_back(tokenizer, padded_batch, monkeypatch):
+    # transformers drops the KV cache under activation checkpointing: the forward must not share then.
+    from clipo.models import enable_gradient_checkpointing
+
+    model = build_tiny_model(tokenizer).train()
+    enable_gradient_checkpointing(model)
+    batch = grouped_batch(padded_batch)
+    plain = policy_forward(model, *batch, with_grad=True)
+    calls = _spy_prefills(monkeypatch)
+    shared = policy_forward(model, *batch, with_grad=True, group_size=3)
+    assert not calls
+    torch.testing.assert_close(shared.logp.detach(), plain.logp.detach(), atol=1e-6, rtol=0)
+
+
+def test_shared_prompts_reject_mismatched_groups(model, padded_batch):
+    batch = grouped_batch(padded_batch)
+    with pytest.raises(ValueError, match="do not share"):
+        policy_forward(model, *batch, group_size=2)  # 12 rows, but groups of 3 share a prompt
+    with pytest.raises(ValueError, match="does not divide"):
+        policy_forward(model, *batch, group_size=5)
+    # A group of one is no sharing at all.
+    torch.testing.assert_close(policy_forward(model, *batch, group_size=1).logp, policy_forward(model, *batch).logp)
+
+
+@pytest.mark.parametrize("limits", [{}, {"micro_batch_size": 6}, {"micro_batch_size": 7}, {"max_tokens": 95},
+                                    {"micro_batch_size": 9, "max_tokens": 100}])
+def test_plan_micro_batches_keeps_groups_whole(limits):
+    lengths = torch.tensor([5, 12, 3, 12, 8, 1, 30, 2, 2, 7, 7, 7])  # 4 groups of 3
+    plan = plan_micro_batches(lengths, group_size=3, **limits)
+    assert sorted(torch.cat(plan).tolist()) == list(range(len(lengths)))
+    for rows in plan:
+        assert len(rows) % 3 == 0 and rows.tolist() == [x for g in rows[::3].tolist() for x in range(g, g + 3)]
+        assert rows[0] % 3 == 0
+        if "micro_batch_size" in limits:
+            assert len(rows) <= limits["micro_batch_size"]
+        if "max_tokens" in limits:
+            assert len(rows) * int(lengths[rows].max()) <= limits["max_tokens"]
+    assert plan_micro_batches(lengths, group_size=3, micro_batch_size=2) is None  # a group cannot fit
+    assert plan_micro_batches(lengths, group_size=3, max_tokens=80) is None  # 3 x 30 > 80
+
+
+def test_shared_prompts_with_lora(tokenizer, padded_batch, monkeypatch):
+    # A peft-wrapped policy: the cache argument is forwarded to the base model; gradients reach the adapters.
+    pytest.importorskip("peft")
+    from clipo.models import LoraSpec, apply_lora
+
+    model = apply_lora(build_tiny_model(tokenizer), LoraSpec(r=4, dropout=0.0)).train()
+    with torch.no_grad():  # non-zero B matrices, so the adapters change the outputs
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    batch = grouped_batch(padded_batch)
+    weights = torch.randn(batch[2].shape, generator=torch.Generator().manual_seed(1))
+    calls = _spy_prefills(monkeypatch)
+    results = []
+    for group_size in (None, 3):
+        model.zero_grad(set_to_none=True)
+        out = policy_forward(model, *batch, with_grad=True, group_size=group_size)
+        (out.logp * weights).sum().backward()
+        results.append((out.logp.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}))
+    assert calls
+    (plain, plain_grads), (shared, shared_grads) = results
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=0)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(shared_grads[name], grad, atol=1e-4, rtol=0, msg=name)

@@ -252,3 +252,112 @@ def test_find_response_end_by_hand(tokenizer):
     assert end(body, stop=("zz",)) == (6, "length")
     # pad == eos (SmolLM2): after a stop the row is padded with "EOS"; the criterion's record bounds the search.
     assert end(body[:3] + [eos, eos], stop=("=",), stopped_at=2) == (3, "stop")
+
+
+# ---- Shared-prompt prefill (HFGenerateEngine(share_prompt_prefill=True), the default) ----
+
+LONG_QUESTIONS = ["1+1?", "What is the answer to 23*7?", "Hi", "A much longer question, so that the prompts differ a lot?"]
+
+
+def _count_prefills(engine, monkeypatch):
+    """Count `_shared_prefill` calls and the rows each one prefilled."""
+    calls = []
+    real = engine._shared_prefill
+
+    def spy(ids, mask, repeats):
+        calls.append((ids.shape[0], repeats))
+        return real(ids, mask, repeats)
+
+    monkeypatch.setattr(engine, "_shared_prefill", spy)
+    return calls
+
+
+@pytest.mark.parametrize(("n", "micro_batch_size", "num_prompts"),
+                         [(2, None, 3), (3, None, 4), (4, 4, 4), (4, 8, 3), (3, 5, 4), (5, 2, 2), (8, None, 4)])
+def test_shared_prefill_greedy_is_token_identical(tokenizer, model, monkeypatch, n, micro_batch_size, num_prompts):
+    # Several prompt lengths (1-4 distinct prompts of different lengths, left-padded), group sizes, and
+    # micro-batches that hold whole groups (shared), split groups (per-row fallback) or a mix of both.
+    add_logit_bias(model, {tokenizer.eos_token_id: 0.35})  # some rows end early
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
+                                             add_generation_prompt=True) for q in LONG_QUESTIONS[:num_prompts]]
+    params = SamplingParams(n=n, max_new_tokens=12, temperature=0.0)
+    shared_engine = HFGenerateEngine(model, tokenizer, micro_batch_size=micro_batch_size)
+    assert shared_engine.share_prompt_prefill  # the default
+    calls = _count_prefills(shared_engine, monkeypatch)
+    shared = shared_engine.generate(prompts, params)
+    plain = HFGenerateEngine(model, tokenizer, micro_batch_size=micro_batch_size,
+                             share_prompt_prefill=False).generate(prompts, params)
+    step = micro_batch_size or n * num_prompts
+    expected = [(min(lo + step, n * num_prompts) - lo) // n for lo in range(0, n * num_prompts, step)
+                if lo % n == 0 and min(lo + step, n * num_prompts) % n == 0]
+    assert [c[0] for c in calls] == expected and all(c[1] == n for c in calls)
+    assert torch.equal(shared.response_ids, plain.response_ids)
+    assert torch.equal(shared.response_mask, plain.response_mask)
+    assert shared.finish_reasons == plain.finish_reasons and shared.response_texts == plain.response_texts
+    assert torch.equal(shared.prompt_ids, plain.prompt_ids) and torch.equal(shared.truncated, plain.truncated)
+    check_layout(shared, tokenizer, params, num_prompts)
+    # And both equal a manual argmax loop, prompt by prompt.
+    for b, prompt in enumerate(prompts):
+        want = manual_greedy(model, tokenizer, prompt, params.max_new_tokens)
+        for row in range(b * n, (b + 1) * n):
+            assert shared.response_ids[row, :int(shared.response_lengths[row])].tolist() == want
+
+
+def test_shared_prefill_cache_equals_the_unshared_prefill(tokenizer, model, prompts):
+    # The repeated cache holds, for every row, the keys/values a per-row prefill computes (up to fp rounding).
+    from transformers import DynamicCache
+
+    engine = HFGenerateEngine(model, tokenizer)
+    enc = tokenizer(prompts, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt")
+    ids, mask = enc["input_ids"].repeat_interleave(3, 0), enc["attention_mask"].repeat_interleave(3, 0)
+    with torch.inference_mode():
+        shared = engine._shared_prefill(ids[::3], mask[::3], 3)
+        full = DynamicCache(config=model.config)
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], cache=full,
+              use_cache=True)
+    valid = mask[:, :-1].bool()[:, None, :, None]  # keys/values of padding positions are never attended
+    for a, b in zip(shared.layers, full.layers):
+        assert a.keys.shape == b.keys.shape
+        torch.testing.assert_close(a.keys * valid, b.keys * valid, atol=1e-5, rtol=0)
+        torch.testing.assert_close(a.values * valid, b.values * valid, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("micro_batch_size", [None, 6, 4])
+def test_shared_prefill_sampled_with_seed(tokenizer, eos_model, prompts, micro_batch_size):
+    # Same seed, same batch shape of every decoding step -> the same RNG draws. On this CPU build the logits
+    # agree bit for bit and so do the tokens; the layout invariants hold either way.
+    params = SamplingParams(n=6, max_new_tokens=10, seed=4)
+    shared = HFGenerateEngine(eos_model, tokenizer, micro_batch_size=micro_batch_size).generate(prompts, params)
+    plain = HFGenerateEngine(eos_model, tokenizer, micro_batch_size=micro_batch_size,
+                             share_prompt_prefill=False).generate(prompts, params)
+    check_layout(shared, tokenizer, params, len(prompts))
+    assert torch.equal(shared.response_ids, plain.response_ids) and shared.finish_reasons == plain.finish_reasons
+
+
+def test_shared_prefill_keeps_stop_strings_and_pad_equal_to_eos(model, prompts):
+    tokenizer = build_tiny_tokenizer()
+    tokenizer.pad_token = tokenizer.eos_token
+    x, answer = tokenizer.convert_tokens_to_ids("x"), tokenizer.convert_tokens_to_ids("answer")
+    add_logit_bias(model, {x: 2.5, answer: 1.5, tokenizer.eos_token_id: 1.0})
+    params = SamplingParams(n=6, max_new_tokens=12, stop=("xx", "nsw"), seed=3)
+    shared = HFGenerateEngine(model, tokenizer).generate(prompts, params)
+    plain = HFGenerateEngine(model, tokenizer, share_prompt_prefill=False).generate(prompts, params)
+    check_layout(shared, tokenizer, params, len(prompts))
+    assert "stop" in shared.finish_reasons
+    assert torch.equal(shared.response_ids, plain.response_ids) and shared.response_texts == plain.response_texts
+
+
+def test_shared_prefill_with_a_lora_policy(tokenizer, model, prompts):
+    pytest.importorskip("peft")
+    from clipo.models import LoraSpec, apply_lora
+
+    policy = apply_lora(model, LoraSpec(r=4)).eval()
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    params = SamplingParams(n=3, max_new_tokens=8, temperature=0.0)
+    shared = HFGenerateEngine(policy, tokenizer).generate(prompts, params)
+    plain = HFGenerateEngine(policy, tokenizer, share_prompt_prefill=False).generate(prompts, params)
+    assert torch.equal(shared.response_ids, plain.response_ids)
