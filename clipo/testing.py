@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 __all__ = [
+    "TINY_TRAINER_OVERRIDES",
+    "build_tiny_trainer",
+    "even_length_reward",
     "QWEN_STYLE_CHAT_TEMPLATE",
     "TINY_SPECIAL_TOKENS",
     "TINY_WORD_TOKENS",
@@ -161,3 +164,34 @@ def add_logit_bias(model: PreTrainedModel, bias: Mapping[int, float]) -> torch.u
         return logits + delta.to(logits.dtype)
 
     return head.register_forward_hook(_hook)
+
+
+def even_length_reward(response: str, ground_truth: str, **row: object) -> float:
+    """A reward a random tiny model earns about half the time (even response length), so groups mix right and
+    wrong rollouts and every algorithm and CLIPO have something to learn from. Registered as ``tiny_even_length``."""
+    return 1.0 if len(response) % 2 == 0 else 0.0
+
+
+#: Settings for a few-second RL run of a tiny model; later overrides win.
+TINY_TRAINER_OVERRIDES = (
+    "reward.verifier=tiny_even_length", "rollout.n=4", "rollout.max_new_tokens=8", "rollout.micro_batch_size=16",
+    "trainer.prompts_per_step=4", "trainer.max_steps=2", "trainer.lr=1e-3", "trainer.micro_batch_size=8",
+    "trainer.save_every=0", "trainer.progress=false", "data.max_eval_examples=4", "clipo.head_size=16",
+    "clipo.temperature=0.5",
+)
+
+
+def build_tiny_trainer(overrides: Iterable[str] = (), *, eos_bias: float = 3.0, model_seed: int = 0, **trainer_kwargs):
+    """An :class:`clipo.trainer.RLTrainer` on a fresh tiny Qwen2-style model, configured by
+    :data:`TINY_TRAINER_OVERRIDES` plus ``overrides`` (which must set ``data.train`` and ``trainer.output_dir``).
+    ``eos_bias`` makes the random model stop now and then."""
+    from clipo.config import load_config
+    from clipo.rewards import register_reward
+    from clipo.trainer import RLTrainer
+
+    register_reward("tiny_even_length", even_length_reward, overwrite=True)
+    config = load_config(overrides=[*TINY_TRAINER_OVERRIDES, *overrides])
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(tokenizer, seed=model_seed)
+    add_logit_bias(model, {tokenizer.eos_token_id: eos_bias})
+    return RLTrainer(config, model=model, tokenizer=tokenizer, **trainer_kwargs)

@@ -6,18 +6,8 @@ import pytest
 import torch
 
 import clipo.forward as forward_module
-from clipo.config import load_config
-from clipo.rewards import register_reward
-from clipo.testing import add_logit_bias, build_tiny_model, build_tiny_tokenizer
+from clipo.testing import build_tiny_trainer
 from clipo.tracking import read_metrics
-from clipo.trainer import RLTrainer
-
-
-def _even_length(response, ground_truth, **row):
-    return 1.0 if len(response) % 2 == 0 else 0.0
-
-
-register_reward("test_shared_even_length", _even_length, overwrite=True)
 
 
 @pytest.fixture(scope="module")
@@ -31,16 +21,9 @@ def prompts_file(tmp_path_factory):
 
 
 def _run(prompts_file, output_dir, share, *overrides):
-    config = load_config(overrides=[
-        f"data.train={prompts_file}", "data.eval=[]", f"trainer.output_dir={output_dir}",
-        "reward.verifier=test_shared_even_length", "rollout.n=4", "rollout.max_new_tokens=8",
-        "trainer.prompts_per_step=4", "trainer.max_steps=2", "trainer.lr=1e-3", "trainer.save_every=0",
-        "trainer.progress=false", "trainer.tensorboard=false", "clipo.head_size=16", "clipo.temperature=0.5",
-        f"trainer.share_prompt_forward={str(share).lower()}", *overrides])
-    tokenizer = build_tiny_tokenizer()
-    model = build_tiny_model(tokenizer, seed=0)
-    add_logit_bias(model, {tokenizer.eos_token_id: 3.0})
-    trainer = RLTrainer(config, model=model, tokenizer=tokenizer)
+    trainer = build_tiny_trainer([
+        f"data.train={prompts_file}", "data.eval=[]", f"trainer.output_dir={output_dir}", "trainer.micro_batch_size=16",
+        "trainer.tensorboard=false", f"trainer.share_prompt_forward={str(share).lower()}", *overrides])
     trainer.fit()
     return trainer, read_metrics(output_dir)
 

@@ -24,22 +24,12 @@ def _setup(rank: int, world: int, port: int) -> None:
 
 def _train_worker(rank: int, world: int, port: int, folder: str) -> None:
     _setup(rank, world, port)
-    from clipo.config import load_config
-    from clipo.rewards import register_reward
-    from clipo.testing import add_logit_bias, build_tiny_model, build_tiny_tokenizer
-    from clipo.trainer import RLTrainer
+    from clipo.testing import build_tiny_trainer
 
-    register_reward("dp_even_length", lambda response, ground_truth, **row: float(len(response) % 2 == 0), overwrite=True)
-    config = load_config(overrides=[
+    trainer = build_tiny_trainer([
         f"data.train={folder}/train.jsonl", "data.eval=[]", f"trainer.output_dir={folder}/run",
-        "reward.verifier=dp_even_length", "rollout.n=4", "rollout.max_new_tokens=8", "trainer.prompts_per_step=2",
-        "trainer.max_steps=2", "trainer.lr=1e-3", "trainer.micro_batch_size=4", "trainer.save_every=0",
-        "trainer.progress=false", "trainer.tensorboard=false", "clipo.head_size=8", "clipo.level=batch",
-        "clipo.temperature=0.5", "algorithm.kl_coef=0"])
-    tokenizer = build_tiny_tokenizer()
-    model = build_tiny_model(tokenizer, seed=0)
-    add_logit_bias(model, {tokenizer.eos_token_id: 3.0})
-    trainer = RLTrainer(config, model=model, tokenizer=tokenizer)
+        "trainer.prompts_per_step=2", "trainer.micro_batch_size=4", "trainer.tensorboard=false",
+        "clipo.head_size=8", "clipo.level=batch", "algorithm.kl_coef=0"])
     seen = []
     original_collect = trainer.collect
 

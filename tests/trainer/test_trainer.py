@@ -5,19 +5,9 @@ import random
 import pytest
 import torch
 
-from clipo.config import load_config
-from clipo.rewards import register_reward
-from clipo.testing import add_logit_bias, build_tiny_model, build_tiny_tokenizer
+from clipo.testing import build_tiny_trainer
 from clipo.tracking import read_metrics
-from clipo.trainer import NonFiniteLossError, RLTrainer
-
-
-def even_length_reward(response, ground_truth, **row):
-    """A reward a random model earns about half the time, so every group mixes right and wrong rollouts."""
-    return 1.0 if len(response) % 2 == 0 else 0.0
-
-
-register_reward("test_even_length", even_length_reward, overwrite=True)
+from clipo.trainer import NonFiniteLossError
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +19,9 @@ def prompts_file(tmp_path_factory):
     return path
 
 
-def make_trainer(prompts_file, output_dir, *overrides, bias=3.0):
-    config = load_config(overrides=[
-        f"data.train={prompts_file}", f"data.eval={prompts_file}", f"trainer.output_dir={output_dir}",
-        "reward.verifier=test_even_length", "rollout.n=4", "rollout.max_new_tokens=8", "rollout.micro_batch_size=16",
-        "trainer.prompts_per_step=4", "trainer.max_steps=2", "trainer.lr=1e-3", "trainer.micro_batch_size=8",
-        "trainer.save_every=0", "trainer.progress=false", "data.max_eval_examples=4", "clipo.head_size=16",
-        "clipo.temperature=0.5", *overrides])
-    tokenizer = build_tiny_tokenizer()
-    model = build_tiny_model(tokenizer, seed=0)
-    add_logit_bias(model, {tokenizer.eos_token_id: bias})  # a random model should stop now and then
-    return RLTrainer(config, model=model, tokenizer=tokenizer)
+def make_trainer(prompts_file, output_dir, *overrides):
+    return build_tiny_trainer([f"data.train={prompts_file}", f"data.eval={prompts_file}",
+                               f"trainer.output_dir={output_dir}", *overrides])
 
 
 ALGORITHMS = ["grpo", "dr_grpo", "dapo", "gspo", "gmpo"]
