@@ -238,7 +238,9 @@ def _coerce(key: str, value: Any, annotation: Any, help_text: str) -> Any:
         return _coerce(key, value, inner[0], help_text)
     if origin is list:
         if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
+            # "a.parquet,b.jsonl" is a list of two; a string whose parts would be empty (",") is one item.
+            parts = [part.strip() for part in value.split(",")]
+            value = parts if all(parts) else [value]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r} ({help_text})")
         return [_coerce(f"{key}[{i}]", v, args[0], help_text) for i, v in enumerate(value)]
@@ -295,7 +297,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like section.field=value (e.g. trainer.max_steps=5)")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    if not raw.strip():
+        return key.strip(), ""
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError:  # not a YAML scalar or list (e.g. "," or "a: b: c"): take the text as it is
+        return key.strip(), raw
 
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"

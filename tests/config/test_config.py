@@ -254,3 +254,11 @@ def test_unknown_key_without_close_match_lists_valid_keys():
 def test_negative_clip_ranges_are_rejected(override):
     with pytest.raises(ConfigError, match=override.split("=")[0]):
         load_config(overrides=[override])
+
+
+def test_list_overrides_split_on_commas_unless_a_part_would_be_empty():
+    # "a,b" is two files; "," alone is one stop string (splitting it would leave two empty strings)
+    assert load_config(overrides=["data.eval=a.parquet, b.jsonl"]).data.eval == ["a.parquet", "b.jsonl"]
+    assert load_config(overrides=["rollout.stop=,"]).rollout.stop == [","]
+    # a YAML list, with a double-quoted escape for two newlines
+    assert load_config(overrides=['rollout.stop=[</answer>, "\\n\\n"]']).rollout.stop == ["</answer>", "\n\n"]
