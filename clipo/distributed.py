@@ -64,3 +64,13 @@ def all_reduce_sum(value: Tensor) -> Tensor:
     total = value.clone()
     torch.distributed.all_reduce(total)
     return total
+
+
+def all_reduce_min(value: Tensor) -> Tensor:
+    """The minimum of ``value`` over processes (a copy; the identity on one process)."""
+    _, size = world()
+    if size == 1:
+        return value
+    smallest = value.clone()
+    torch.distributed.all_reduce(smallest, op=torch.distributed.ReduceOp.MIN)
+    return smallest

@@ -31,7 +31,7 @@ from clipo.advantages import group_advantages, informative_groups, overlong_pena
 from clipo.checkpoint import latest_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
 from clipo.config import Config, save_config
 from clipo.contrastive import ContrastiveHead, HeadTrainer
-from clipo.distributed import all_gather_rows, all_reduce_sum, global_group_ids, shard
+from clipo.distributed import all_gather_rows, all_reduce_min, all_reduce_sum, global_group_ids, shard
 from clipo.kl import kl_estimate
 from clipo.ops import aggregate, masked_mean
 from clipo.pipeline import render_fn, sampling_params, score_responses
@@ -249,13 +249,18 @@ class RLTrainer:
             out_of_rounds = c.algorithm.max_gen_batches > 0 and rounds >= c.algorithm.max_gen_batches
             if not c.algorithm.dynamic_sampling or enough or out_of_rounds:
                 break
+        # DAPO keeps exactly B groups; with several processes, as many as the process that kept the fewest, so that
+        # every process trains on an equal share.
+        groups_kept = min(kept_prompts, t.prompts_per_step)
+        if self.world_size > 1:
+            groups_kept = int(all_reduce_min(torch.tensor(float(groups_kept), device=self.device)))
         stats.update({"rollout/gen_rounds": float(rounds), "rollout/zero_variance_groups": zero_variance_groups / generated_groups,
-                      "rollout/prompts_kept": float(min(kept_prompts, t.prompts_per_step))})
-        if not kept_batches:
+                      "rollout/prompts_kept": float(groups_kept)})
+        if not kept_batches or groups_kept == 0:
             return None, [], torch.zeros(0), stats
         rollouts = RolloutBatch.concat(kept_batches) if len(kept_batches) > 1 else kept_batches[0]
         scores = torch.cat(kept_scores)
-        limit = t.prompts_per_step * c.rollout.n
+        limit = groups_kept * c.rollout.n
         if rollouts.num_rollouts > limit:  # DAPO keeps exactly B groups
             rollouts, kept_examples, scores = rollouts.select(torch.arange(limit)), kept_examples[:limit], scores[:limit]
         return rollouts, kept_examples, scores, stats

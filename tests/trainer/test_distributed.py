@@ -22,14 +22,14 @@ def _setup(rank: int, world: int, port: int) -> None:
     torch.set_num_threads(1)
 
 
-def _train_worker(rank: int, world: int, port: int, folder: str) -> None:
+def _train_worker(rank: int, world: int, port: int, folder: str, algorithm: str) -> None:
     _setup(rank, world, port)
     from clipo.testing import build_tiny_trainer
 
     trainer = build_tiny_trainer([
         f"data.train={folder}/train.jsonl", "data.eval=[]", f"trainer.output_dir={folder}/run",
         "trainer.prompts_per_step=2", "trainer.micro_batch_size=4", "trainer.tensorboard=false",
-        "clipo.head_size=8", "clipo.level=batch", "algorithm.kl_coef=0"])
+        "clipo.head_size=8", "clipo.level=batch", f"algorithm.name={algorithm}", "algorithm.kl_coef=0"])
     seen = []
     original_collect = trainer.collect
 
@@ -69,10 +69,11 @@ def test_shard_splits_a_global_batch_contiguously():
         shard(list(range(5)), 0, 2)
 
 
-def test_two_process_training_keeps_policy_and_head_in_sync(tmp_path):
+@pytest.mark.parametrize("algorithm", ["grpo", "dapo"])  # DAPO: processes agree on how many groups to keep
+def test_two_process_training_keeps_policy_and_head_in_sync(tmp_path, algorithm):
     rows = [{"prompt": f"{a}+{b}=?", "answer": str(a + b)} for a in range(4) for b in range(4)]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    mp.spawn(_train_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2)
+    mp.spawn(_train_worker, args=(2, _free_port(), str(tmp_path), algorithm), nprocs=2)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     # DDP averages gradients, so both replicas take the same optimizer steps
     for name, value in ranks[0]["policy"].items():
