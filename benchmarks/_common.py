@@ -28,7 +28,7 @@ if THREADS > 0:
     torch.set_num_threads(THREADS)
 
 from clipo.rewards import register_reward  # noqa: E402
-from clipo.testing import add_logit_bias, build_tiny_model, build_tiny_tokenizer  # noqa: E402
+from clipo.models.tiny import add_logit_bias, build_tiny_model, build_tiny_tokenizer  # noqa: E402
 
 #: The benchmark model: Qwen2-style, untied embeddings, fp32, SDPA attention.
 MODEL_KW = dict(hidden_size=256, num_layers=4, heads=4, kv_heads=2, intermediate=512)
@@ -79,13 +79,14 @@ def clipo_overrides(data: Path, *, prompts: int, n: int, max_new: int, clipo_on:
 
 def clipo_trainer(data: Path, *, prompts: int = 4, n: int = 8, max_new: int = 32, clipo_on: bool = False,
                   seed: int = 0, extra: tuple = (), model_kw: dict | None = None):
-    from clipo.config import load_config
-    from clipo.trainer import RLTrainer
+    from clipo.data import load_prompts
+    from clipo.training.config import load_config
+    from clipo.training.trainer import RLTrainer
 
     config = load_config(overrides=clipo_overrides(data, prompts=prompts, n=n, max_new=max_new, clipo_on=clipo_on,
                                                    extra=extra))
     tok, model = build(seed, **(model_kw or {}))
-    return RLTrainer(config, model=model, tokenizer=tok)
+    return RLTrainer(config, model=model, tokenizer=tok, train_data=load_prompts(str(data)))
 
 
 def median(xs):

@@ -51,7 +51,7 @@ def skip_old_logp_forward(trainer) -> None:
     gradient (the policy is unchanged between rollout and update; Qwen2 has no dropout)."""
     import torch
 
-    from clipo.forward import ForwardOutput
+    from clipo.models.forward import ForwardOutput
 
     real_forward, real_loss = trainer._forward, trainer.loss_fn
 

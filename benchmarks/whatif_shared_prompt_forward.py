@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--resp-len", type=int, default=32)
     args = ap.parse_args()
 
-    from clipo.forward import policy_forward
+    from clipo.models.forward import policy_forward
 
     tok, model = build(0)
     model.train()

@@ -1,26 +1,27 @@
 """clipo: RLVR post-training with GRPO, Dr. GRPO, DAPO, GSPO, GMPO and CLIPO.
 
-The math layer (this module's eager imports) needs torch alone; verifiers, data loading, models and the
-trainer load their heavier dependencies on first use.
+The package is layered (docs/architecture.md): ``core`` (the math, torch only) ← ``rewards``, ``data``,
+``models`` ← ``rollout`` ← ``training`` ← ``apps``. This facade imports the math layer and the head trainer
+eagerly (torch alone); every other public name is resolved from its layer on first access, so
+``import clipo`` stays light.
 """
 from __future__ import annotations
 
 from importlib import import_module
 from typing import Any
 
-from clipo.advantages import group_advantages, informative_groups, overlong_penalty
-from clipo.contrastive import (
+from clipo.core.advantages import group_advantages, informative_groups, overlong_penalty
+from clipo.core.contrastive import (
     ContrastiveHead,
-    HeadStepResult,
-    HeadTrainer,
     contrastive_loss,
     contrastive_reward,
     embedding_separation,
     similarity_gap_reward,
 )
-from clipo.kl import kl_estimate
-from clipo.ops import AGGREGATION_MODES, aggregate, masked_mean, masked_sum
-from clipo.policy_losses import PolicyLoss, gmpo_loss, gspo_loss, ppo_clip_loss
+from clipo.core.kl import kl_estimate
+from clipo.core.ops import AGGREGATION_MODES, aggregate, masked_mean, masked_sum
+from clipo.core.policy_losses import PolicyLoss, gmpo_loss, gspo_loss, ppo_clip_loss
+from clipo.training.head import HeadStepResult, HeadTrainer
 
 __version__ = "0.1.0"
 
@@ -36,17 +37,20 @@ _LAZY = {
     "PromptExample": "clipo.data",
     "PromptDataset": "clipo.data",
     "DataError": "clipo.data",
-    "Config": "clipo.config",
-    "ConfigError": "clipo.config",
-    "load_config": "clipo.config",
-    "RLTrainer": "clipo.trainer",
+    "Config": "clipo.training.config",
+    "ConfigError": "clipo.training.config",
+    "load_config": "clipo.training.config",
+    "RLTrainer": "clipo.training.trainer",
     "HFGenerateEngine": "clipo.rollout",
     "RolloutBatch": "clipo.rollout",
     "SamplingParams": "clipo.rollout",
-    "policy_forward": "clipo.forward",
+    "policy_forward": "clipo.models",
     "load_policy": "clipo.models",
     "load_tokenizer": "clipo.models",
-    "make_report": "clipo.report",
+    "make_engine": "clipo.rollout",
+    "build_trainer": "clipo.apps.specs",
+    "run_evaluation": "clipo.apps.evaluate",
+    "make_report": "clipo.apps.report",
 }
 
 

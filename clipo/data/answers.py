@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import FrozenSet, Optional, Tuple
 
+from clipo.rewards.extract import extract_final_answer, find_boxed
+
 __all__ = ["SOLUTION_SOURCES", "reduce_solution", "is_solution_source"]
 
 # Data sources whose stored ground truth is a whole worked solution rather than an answer.
@@ -28,8 +30,6 @@ def reduce_solution(solution: str) -> Tuple[Optional[str], bool]:
     ``several_different_boxes`` flags solutions that box more than one distinct answer (e.g. two
     intersection points in two boxes), where the last box alone is only part of the answer.
     """
-    from clipo.rewards.extract import extract_final_answer, find_boxed  # lazy: the verifier package is heavier
-
     answer = extract_final_answer(solution)
     distinct = {b.strip() for b in find_boxed(solution) if b.strip()}
     return answer, len(distinct) > 1

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .answers import is_solution_source, reduce_solution
+from .dataset import PromptDataset
 from .errors import BadRow, DataError
 from .records import LoadReport, PromptExample, PromptLike
 
@@ -409,22 +410,18 @@ def load_examples(
     return examples, report
 
 
-def load_prompts(source: Source, **kwargs: Any) -> "PromptDataset":
+def load_prompts(source: Source, **kwargs: Any) -> PromptDataset:
     """Like :func:`load_examples`, but returns a :class:`~clipo.data.dataset.PromptDataset`
     (its ``report`` attribute holds the :class:`LoadReport`)."""
-    from .dataset import PromptDataset
-
     examples, report = load_examples(source, **kwargs)
     return PromptDataset(examples, report=report)
 
 
-def load_many(sources: Sequence[Source], **kwargs: Any) -> "PromptDataset":
+def load_many(sources: Sequence[Source], **kwargs: Any) -> PromptDataset:
     """Concatenate several sources (same options for all) into one :class:`PromptDataset`.
 
     Each example keeps its own ``index`` (row in its file); ``dataset.reports`` lists one report per source.
     """
-    from .dataset import PromptDataset
-
     all_examples: List[PromptExample] = []
     reports: List[LoadReport] = []
     for src in sources:

@@ -24,6 +24,8 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .limits import VerifierStats
+from .registry import call_reward, get_reward
+from .scoring import score_answer
 
 __all__ = ["BatchResult", "VerifierPool", "score_batch", "shutdown_pools"]
 
@@ -45,15 +47,11 @@ class BatchResult:
 def _score_task(task: Dict[str, Any], reward: Any, timeout_s: Optional[float], stats: VerifierStats) -> float:
     """Score one task dict in the current process (shared by the serial path and the workers)."""
     if reward is None:
-        from .scoring import score_answer
-
         return score_answer(
             task["response"], task["ground_truth"], data_source=task.get("data_source"),
             mode=task.get("mode", "robust"), format_policy=task.get("format_policy", "strict"),
             options=task.get("options"), prompt=task.get("prompt"), timeout_s=timeout_s, stats=stats,
         )
-    from .registry import call_reward
-
     return call_reward(reward, task, timeout_s=timeout_s, stats=stats)
 
 
@@ -113,8 +111,6 @@ class VerifierPool:
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         if reward is not None:
-            from .registry import get_reward
-
             get_reward(reward)  # fail fast here, not in every worker
         self.num_workers = num_workers
         self.timeout_s = timeout_s
@@ -268,8 +264,6 @@ def score_batch(responses: Sequence[str], ground_truths: Sequence[str], *,
     if num_workers <= 0:
         stats = VerifierStats()
         if reward is not None:
-            from .registry import get_reward
-
             get_reward(reward)
         return BatchResult([_score_task(t, reward, timeout_s, stats) for t in tasks], stats)
     key = (num_workers, timeout_s, mp_context, repr(reward))

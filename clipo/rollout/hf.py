@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
+from clipo.models.compat import cache_kwarg, shared_prompt_cache
 from clipo.rollout.base import RolloutEngine
 from clipo.rollout.stopping import StopStringCriteria, cut_response_text, find_response_end
 from clipo.rollout.types import RolloutBatch, SamplingParams
@@ -122,8 +123,6 @@ class HFGenerateEngine(RolloutEngine):
         """
         from transformers import StoppingCriteriaList
 
-        from clipo.forward import cache_kwarg
-
         # Columns that are padding in every row of this chunk cost compute and change nothing: drop them.
         first = int(prompt_mask.any(0).int().argmax())
         ids = prompt_ids[:, first:].to(self._device)
@@ -137,7 +136,15 @@ class HFGenerateEngine(RolloutEngine):
         with torch.inference_mode():
             shared = {}
             if group_size is not None and ids.shape[1] > 1:
-                shared[cache_kwarg(self.model)] = self._shared_prefill(ids[::group_size], mask[::group_size], group_size)
+                # Each distinct prompt minus its last token is prefilled once; `generate` then sees a cache of
+                # length P-1 for the full [m, P] input and runs only the last prompt token before decoding.
+                # The position ids are those `generate` derives for left padding, so the cache is the one an
+                # unshared prefill computes.
+                positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+                cache = shared_prompt_cache(self.model, ids[::group_size, :-1], mask[::group_size, :-1],
+                                            positions[::group_size, :-1], group_size)
+                if cache is not None:
+                    shared[cache_kwarg(self.model)] = cache
             out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_config,
                                       stopping_criteria=criteria, **shared)
         generated = out[:, ids.shape[1]:].tolist()  # [m, T] rows, padded after each row's end
@@ -153,23 +160,6 @@ class HFGenerateEngine(RolloutEngine):
                 text = cut_response_text(text, params.stop, include_stop=params.include_stop_str_in_output)
             results.append(_Completion(tokens, reason, text))
         return results
-
-    def _shared_prefill(self, ids: torch.Tensor, mask: torch.Tensor, repeats: int):
-        """KV cache of the distinct prompts [g, P] minus their last token, repeated to [g*repeats, P-1].
-
-        `generate` then sees a cache of length P-1 for the full [g*repeats, P] input and runs only the last
-        prompt token before decoding. Position ids are those `generate` derives for left padding
-        (cumsum(mask) - 1, pads at 0), so every cached key/value is the one an unshared prefill computes.
-        """
-        from clipo.forward import _accepts_logits_to_keep, cache_kwarg, new_dynamic_cache
-
-        cache = new_dynamic_cache(self.model)
-        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
-        kwargs = {"logits_to_keep": 1} if _accepts_logits_to_keep(self.model) else {}
-        self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
-                   use_cache=True, **{cache_kwarg(self.model): cache}, **kwargs)
-        cache.batch_repeat_interleave(repeats)
-        return cache
 
 
 def eos_token_ids(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:

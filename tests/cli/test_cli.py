@@ -1,4 +1,4 @@
-"""The `clipo` command line, called in-process (clipo.cli.main) and once as a subprocess."""
+"""The `clipo` command line, called in-process (clipo.apps.cli.main) and once as a subprocess."""
 import json
 import random
 import subprocess
@@ -7,8 +7,8 @@ import sys
 import pytest
 import yaml
 
-from clipo.cli import main
-from clipo.testing import build_tiny_model, build_tiny_tokenizer
+from clipo.apps.cli import main
+from clipo.models.tiny import build_tiny_model, build_tiny_tokenizer
 
 
 def test_config_lists_every_section_and_key(capsys):
@@ -52,7 +52,7 @@ def test_report_on_missing_folder_exits_2(capsys, tmp_path):
 
 
 def test_module_help_in_a_subprocess():
-    result = subprocess.run([sys.executable, "-m", "clipo.cli", "--help"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "clipo.apps.cli", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     for command in ("train", "eval", "report", "config"):
         assert command in result.stdout

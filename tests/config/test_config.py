@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import clipo
-from clipo.config import ALGORITHM_PRESETS, Config, ConfigError, describe, load_config, parse_override
+from clipo.training.config import ALGORITHM_PRESETS, Config, ConfigError, describe, load_config, parse_override
 
 RECIPES = sorted((Path(clipo.__file__).parent / "recipes").glob("*.yaml"))
 
@@ -226,7 +226,7 @@ def test_describe_lists_every_field():
 
 
 def test_round_trip_through_saved_yaml(tmp_path):
-    from clipo.config import save_config
+    from clipo.training.config import save_config
 
     config = load_config(overrides=["algorithm.name=dapo", "rollout.n=4", "data.eval=a.jsonl,b.jsonl"])
     save_config(config, tmp_path / "saved.yaml")

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from clipo import ContrastiveHead, HeadTrainer, contrastive_loss, contrastive_reward, similarity_gap_reward
-from clipo.contrastive import SEED_CONTRASTIVE, embedding_separation, sample_positives
+from clipo.core.contrastive import SEED_CONTRASTIVE, embedding_separation, sample_positives
 
 
 def naive_contrastive_loss(z, correct, group_ids, *, kind, level, temperature, masked_label, skip_trivial, distance, positive_idx):
@@ -143,7 +143,7 @@ def test_distances_match_naive_loop(distance, kind):
 def test_sampled_positives_match_the_official_multinomial_draw():
     z, correct, groups, _ = _batch(2)
     labels = correct.long()
-    from clipo.contrastive import contrastive_masks
+    from clipo.core.contrastive import contrastive_masks
 
     positives = contrastive_masks(labels, groups, "group").positives
     weights = positives.float()

@@ -6,11 +6,13 @@ import math
 import pytest
 import torch
 
-import clipo.demo as demo
-import clipo.demo.warmstart as warmstart
-from clipo.config import ConfigError, load_config
-from clipo.demo import RECIPE, builtin_dataset, run_demo
-from clipo.demo.task import check_process, Problem
+import clipo.apps.demo.data as demo_data
+import clipo.apps.demo.run as demo_run
+import clipo.apps.demo.warmstart as warmstart
+from clipo.apps.demo.data import builtin_dataset
+from clipo.apps.demo.run import RECIPE, run_demo
+from clipo.apps.demo.task import Problem
+from clipo.training.config import ConfigError, load_config
 
 # A much smaller model and SFT budget than the default spec, so the warm-start takes a few seconds.
 SMALL_SPEC = dataclasses.replace(
@@ -21,12 +23,12 @@ SMALL_SPEC = dataclasses.replace(
 def test_demo_recipe_short_run_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("CLIPO_CACHE", str(tmp_path / "cache"))
     # run_demo builds `WarmStartSpec()`; make that the small spec.
-    monkeypatch.setattr(warmstart, "WarmStartSpec", lambda: SMALL_SPEC)
+    monkeypatch.setattr(demo_run, "WarmStartSpec", lambda: SMALL_SPEC)
     # Greedy + sampled measurement on 200 + 200 + 4x200 problems, twice, dominates the run time on a loaded CPU;
     # measure on 40-problem held-out and shifted splits instead (same seeds and operand counts).
     for split in ("arithmetic-test", "arithmetic-shifted"):
-        _, seed, operands = demo.SPLITS[split]
-        monkeypatch.setitem(demo.SPLITS, split, (40, seed, operands))
+        _, seed, operands = demo_data.SPLITS[split]
+        monkeypatch.setitem(demo_data.SPLITS, split, (40, seed, operands))
 
     model, _, from_cache = warmstart.load_or_warm_start(SMALL_SPEC, log=lambda *a: None)
     assert from_cache is False

@@ -1,7 +1,7 @@
 """The demo task's process checker on hand-written traces, and the problem generators."""
 import pytest
 
-from clipo.demo.task import Problem, check_process, make_problems, worked_solution
+from clipo.apps.demo.task import Problem, check_process, make_problems, worked_solution
 
 P = Problem((7, 5, 9, 3))  # 7+5=12; 12+9=21; 21+3=24 → last digit 4
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from clipo.testing import add_logit_bias, build_tiny_model, build_tiny_tokenizer
+from clipo.models.tiny import add_logit_bias, build_tiny_model, build_tiny_tokenizer
 
 QUESTIONS = ["1+1?", "What is the answer to 23*7?", "Hi"]
 

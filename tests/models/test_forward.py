@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-import clipo.forward as forward_module
-from clipo.forward import plan_micro_batches, policy_forward, pool_hidden, token_logp
-from clipo.testing import build_tiny_model
+import clipo.models.forward as forward_module
+from clipo.models.forward import plan_micro_batches, policy_forward, pool_hidden, token_logp
+from clipo.models.tiny import build_tiny_model
 
 # Different prompt and response lengths, including a 1-token response ("official" pooling gives 0) and an
 # empty one (everything 0).
@@ -92,7 +92,7 @@ def test_fallbacks_match_the_fast_path(model, padded_batch, monkeypatch):
     batch = padded_batch(PROMPT_LENS, RESPONSE_LENS)
     fast = policy_forward(model, *batch, pooling="official")
     # A model without `logits_to_keep`: full logits, sliced afterwards.
-    monkeypatch.setattr(forward_module, "_accepts_logits_to_keep", lambda _model: False)
+    monkeypatch.setattr(forward_module, "accepts_logits_to_keep", lambda _model: False)
     full_logits = policy_forward(model, *batch, pooling="official")
     # A model without a reachable lm_head module: `output_hidden_states=True`.
     monkeypatch.setattr(model, "get_output_embeddings", lambda: None)
@@ -194,13 +194,13 @@ def test_shared_prompts_match_naive_loop(tokenizer, padded_batch, arch, tied, po
 
 def _spy_prefills(monkeypatch):
     calls = []
-    real = forward_module._shared_prompt_cache
+    real = forward_module.shared_prompt_cache
 
     def spy(model, ids, *args):
         calls.append(ids.shape[0])
         return real(model, ids, *args)
 
-    monkeypatch.setattr(forward_module, "_shared_prompt_cache", spy)
+    monkeypatch.setattr(forward_module, "shared_prompt_cache", spy)
     return calls
 
 
@@ -247,7 +247,7 @@ def test_shared_prompts_give_the_same_gradients(tokenizer, padded_batch, monkeyp
 def test_shared_prompts_fallbacks_match(model, padded_batch, monkeypatch):
     batch = grouped_batch(padded_batch)
     fast = policy_forward(model, *batch, pooling="official", group_size=3)
-    monkeypatch.setattr(forward_module, "_accepts_logits_to_keep", lambda _model: False)
+    monkeypatch.setattr(forward_module, "accepts_logits_to_keep", lambda _model: False)
     full_logits = policy_forward(model, *batch, pooling="official", group_size=3)
     monkeypatch.setattr(model, "get_output_embeddings", lambda: None)
     hidden_states = policy_forward(model, *batch, pooling="official", group_size=3)

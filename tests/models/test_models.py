@@ -16,7 +16,7 @@ from clipo.models import (
     make_reference_model,
     resolve_dtype,
 )
-from clipo.testing import build_tiny_model, build_tiny_tokenizer
+from clipo.models.tiny import build_tiny_model, build_tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_find_smollm2_gguf_does_not_import_the_package():
 
 
 def test_lora_policy_generates_and_trains_through_policy_forward(checkpoint):
-    from clipo.forward import policy_forward
+    from clipo.models.forward import policy_forward
     from clipo.rollout import HFGenerateEngine, SamplingParams
 
     tokenizer = load_tokenizer(checkpoint)

@@ -3,10 +3,12 @@
 import pytest
 import torch
 
-from clipo.forward import policy_forward
+import clipo.rollout.hf as hf_module
+from clipo.models.compat import shared_prompt_cache
+from clipo.models.forward import policy_forward
 from clipo.rollout import HFGenerateEngine, RolloutBatch, SamplingParams
 from clipo.rollout.stopping import cut_response_text
-from clipo.testing import add_logit_bias, build_tiny_tokenizer
+from clipo.models.tiny import add_logit_bias, build_tiny_tokenizer
 
 
 def check_layout(batch, tokenizer, params, num_prompts):
@@ -260,15 +262,15 @@ LONG_QUESTIONS = ["1+1?", "What is the answer to 23*7?", "Hi", "A much longer qu
 
 
 def _count_prefills(engine, monkeypatch):
-    """Count `_shared_prefill` calls and the rows each one prefilled."""
+    """Count the engine's shared-prompt prefills and the rows each one prefilled."""
     calls = []
-    real = engine._shared_prefill
+    real = hf_module.shared_prompt_cache
 
-    def spy(ids, mask, repeats):
+    def spy(model, ids, mask, positions, repeats):
         calls.append((ids.shape[0], repeats))
-        return real(ids, mask, repeats)
+        return real(model, ids, mask, positions, repeats)
 
-    monkeypatch.setattr(engine, "_shared_prefill", spy)
+    monkeypatch.setattr(hf_module, "shared_prompt_cache", spy)
     return calls
 
 
@@ -307,13 +309,12 @@ def test_shared_prefill_cache_equals_the_unshared_prefill(tokenizer, model, prom
     # The repeated cache holds, for every row, the keys/values a per-row prefill computes (up to fp rounding).
     from transformers import DynamicCache
 
-    engine = HFGenerateEngine(model, tokenizer)
     enc = tokenizer(prompts, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt")
     ids, mask = enc["input_ids"].repeat_interleave(3, 0), enc["attention_mask"].repeat_interleave(3, 0)
     with torch.inference_mode():
-        shared = engine._shared_prefill(ids[::3], mask[::3], 3)
-        full = DynamicCache(config=model.config)
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        shared = shared_prompt_cache(model, ids[::3, :-1], mask[::3, :-1], positions[::3, :-1], 3)
+        full = DynamicCache(config=model.config)
         model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], cache=full,
               use_cache=True)
     valid = mask[:, :-1].bool()[:, None, :, None]  # keys/values of padding positions are never attended

@@ -5,9 +5,9 @@ import random
 import pytest
 import torch
 
-import clipo.forward as forward_module
+import clipo.models.forward as forward_module
 from clipo.testing import build_tiny_trainer
-from clipo.tracking import read_metrics
+from clipo.training.tracking import read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,8 @@ def _run(prompts_file, output_dir, share, *overrides):
 ], ids=["mb8", "mb6-dapo", "fused", "minibatches-kl", "mb3"])
 def test_share_prompt_forward_trains_the_same(prompts_file, tmp_path, monkeypatch, overrides):
     calls = []
-    real = forward_module._shared_prompt_cache
-    monkeypatch.setattr(forward_module, "_shared_prompt_cache",
+    real = forward_module.shared_prompt_cache
+    monkeypatch.setattr(forward_module, "shared_prompt_cache",
                         lambda model, ids, *args: calls.append(ids.shape[0]) or real(model, ids, *args))
     off, off_rows = _run(prompts_file, tmp_path / "off", False, *overrides)
     assert not calls

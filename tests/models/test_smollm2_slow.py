@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from clipo.forward import policy_forward
+from clipo.models.forward import policy_forward
 from clipo.models import load_policy, load_tokenizer
 from clipo.rollout import HFGenerateEngine, SamplingParams
 

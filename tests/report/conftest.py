@@ -1,4 +1,4 @@
-"""A synthetic run folder, as :class:`clipo.trainer.RLTrainer` writes one, for the report tests."""
+"""A synthetic run folder, as :class:`clipo.training.trainer.RLTrainer` writes one, for the report tests."""
 from __future__ import annotations
 
 import json
@@ -126,7 +126,7 @@ def clipo_run_report(tmp_path_factory):
     """A 300-step CLIPO run with its report made once per module: ``(run_dir, ReportPaths, seconds)``."""
     import time
 
-    from clipo.report import make_report
+    from clipo.apps.report import make_report
 
     run = write_synthetic_run(tmp_path_factory.mktemp("clipo") / "run", steps=300, clipo=True)
     start = time.perf_counter()

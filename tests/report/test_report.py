@@ -1,4 +1,4 @@
-"""``clipo.report``: figures and Markdown from a run folder, robust to NaNs, missing keys and missing files."""
+"""``clipo.apps.report``: figures and Markdown from a run folder, robust to NaNs, missing keys and missing files."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from clipo.report import (FIGURE_TITLES, ReportPaths, load_run, main, make_report, moving_average, pca_2d,
+from clipo.apps.report import (FIGURE_TITLES, ReportPaths, load_run, main, make_report, moving_average, pca_2d,
                           report_command, smoothing_window)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from clipo.distributed import all_gather_rows, shard
+from clipo.training.distributed import all_gather_rows, shard
 
 
 def _free_port() -> int:

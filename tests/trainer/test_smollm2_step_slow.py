@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from clipo.config import load_config
+from clipo.training.config import load_config
 from clipo.models import load_policy
-from clipo.trainer import RLTrainer
+from clipo.apps.specs import build_trainer
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def make_trainer(gguf, tmp_path):
         "trainer.micro_batch_size=6", f"trainer.output_dir={tmp_path / 'run'}", "trainer.save_every=0",
         "trainer.progress=false", "trainer.tensorboard=false", "trainer.device=cpu", "trainer.embedding_snapshots=0",
         "clipo.enabled=true", "clipo.head_size=32", "algorithm.name=grpo"])
-    trainer = RLTrainer(config)
+    trainer = build_trainer(config)
 
     # A 135M model's correctness on two prompts is luck: every group could score the same and give zero
     # advantages (no gradient). The real verifier still runs; its scores are then replaced by a fixed pattern,

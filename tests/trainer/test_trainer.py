@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from clipo.testing import build_tiny_trainer
-from clipo.tracking import read_metrics
-from clipo.trainer import NonFiniteLossError
+from clipo.training.tracking import read_metrics
+from clipo.training.trainer import NonFiniteLossError
 
 
 @pytest.fixture(scope="module")

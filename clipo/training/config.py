@@ -17,6 +17,12 @@ from typing import Any
 
 import yaml
 
+from clipo.core.contrastive import CONTRASTIVE_KINDS, CONTRASTIVE_LEVELS, DISTANCES, HEAD_KINDS
+from clipo.core.kl import KL_KINDS
+from clipo.core.ops import AGGREGATION_MODES
+from clipo.models import POOLING_MODES
+from clipo.rollout import ENGINES
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or invalid; the message names the key and the fix."""
@@ -350,10 +356,6 @@ def _positive(key: str, value: float, allow_zero: bool = False) -> None:
 
 def validate(config: Config) -> None:
     """Cross-field checks, each naming the key and the fix."""
-    from clipo.contrastive import CONTRASTIVE_KINDS, CONTRASTIVE_LEVELS, DISTANCES, HEAD_KINDS
-    from clipo.kl import KL_KINDS
-    from clipo.ops import AGGREGATION_MODES
-
     a, c, r, t = config.algorithm, config.clipo, config.rollout, config.trainer
     _choice("model.dtype", config.model.dtype, ("float32", "bfloat16", "float16"))
     _choice("data.on_bad_row", config.data.on_bad_row, ("raise", "skip"))
@@ -367,9 +369,9 @@ def validate(config: Config) -> None:
     _choice("clipo.level", c.level, CONTRASTIVE_LEVELS)
     _choice("clipo.distance", c.distance, DISTANCES)
     _choice("clipo.reward", c.reward, ("clipo", "similarity_gap"))
-    _choice("clipo.pooling", c.pooling, ("mean", "official"))
+    _choice("clipo.pooling", c.pooling, POOLING_MODES)
     _choice("clipo.masked_label", c.masked_label, (-1, 0, 1))
-    _choice("rollout.engine", r.engine, ("hf",))
+    _choice("rollout.engine", r.engine, tuple(ENGINES))
     _choice("trainer.lr_schedule", t.lr_schedule, ("constant", "linear", "cosine"))
     for key, value in [("rollout.n", r.n), ("rollout.max_new_tokens", r.max_new_tokens),
                        ("trainer.prompts_per_step", t.prompts_per_step), ("trainer.ppo_epochs", t.ppo_epochs),

@@ -1,6 +1,6 @@
-"""CLIPO: the contrastive head, its losses, its rewards and its trainer (ALGORITHMS.md §10)."""
-from clipo.contrastive.head import HEAD_KINDS, ContrastiveHead, HeadConfig
-from clipo.contrastive.losses import (
+"""CLIPO: the contrastive head, its losses, and its rewards (docs/algorithms.md, CLIPO); the head's optimiser lives in clipo.training.head."""
+from clipo.core.contrastive.head import HEAD_KINDS, ContrastiveHead, HeadConfig
+from clipo.core.contrastive.losses import (
     CONTRASTIVE_KINDS,
     CONTRASTIVE_LEVELS,
     DISTANCES,
@@ -13,12 +13,11 @@ from clipo.contrastive.losses import (
     sample_positives,
     similarity_matrix,
 )
-from clipo.contrastive.rewards import contrastive_reward, similarity_gap_reward
-from clipo.contrastive.trainer import HeadStepResult, HeadTrainer
+from clipo.core.contrastive.rewards import contrastive_reward, similarity_gap_reward
 
 __all__ = [
     "CONTRASTIVE_KINDS", "CONTRASTIVE_LEVELS", "DISTANCES", "HEAD_KINDS", "SEED_CONTRASTIVE",
-    "ContrastiveHead", "ContrastiveMasks", "HeadConfig", "HeadStepResult", "HeadTrainer",
+    "ContrastiveHead", "ContrastiveMasks", "HeadConfig",
     "anchor_mask", "contrastive_loss", "contrastive_masks", "contrastive_reward", "embedding_separation",
     "sample_positives", "similarity_gap_reward", "similarity_matrix",
 ]

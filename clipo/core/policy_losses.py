@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from clipo.ops import aggregate, masked_mean
+from clipo.core.ops import aggregate, masked_mean
 
 
 class PolicyLoss(NamedTuple):

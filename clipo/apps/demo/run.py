@@ -15,40 +15,15 @@ from typing import Any
 
 import torch
 
-from clipo.demo.task import DATA_SOURCE, Problem, check_process, make_problems
+from clipo.apps.demo.data import builtin_dataset
+from clipo.apps.demo.task import Problem, check_process
+from clipo.apps.demo.warmstart import WarmStartSpec, load_or_warm_start
+from clipo.apps.report import make_report
+from clipo.apps.specs import build_trainer
+from clipo.rollout import make_engine
+from clipo.training.pipeline import render_fn, sampling_params
 
-# Splits: (number of problems, seed, operand-count range). "shifted" has longer sums than training.
-SPLITS = {
-    "arithmetic": (5000, 11, (3, 5)),
-    "arithmetic-test": (200, 12, (3, 5)),
-    "arithmetic-shifted": (200, 13, (6, 6)),
-}
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "demo.yaml"
-
-
-def builtin_dataset(name: str, config: Any = None) -> Any:
-    """A :class:`clipo.data.PromptDataset` of a demo split (``arithmetic``, ``arithmetic-test``, ``arithmetic-shifted``)."""
-    from clipo.config import ConfigError
-    from clipo.data import PromptDataset, PromptExample
-
-    if name not in SPLITS:
-        raise ConfigError(f"unknown built-in dataset 'builtin:{name}'; choose one of {', '.join('builtin:' + s for s in SPLITS)}")
-    count, seed, operands = SPLITS[name]
-    problems = make_problems(count, seed=seed, num_operands=operands)
-    return PromptDataset([PromptExample(prompt=[{"role": "user", "content": p.prompt}], ground_truth=p.answer,
-                                        data_source=DATA_SOURCE, index=i, extra={"operands": list(p.operands)})
-                          for i, p in enumerate(problems)])
-
-
-def load_builtin_model(name: str, config: Any = None, *, log: Any = print) -> tuple[Any, Any]:
-    """``builtin:tiny``: the warm-started demo model (trained now, or loaded from the cache)."""
-    from clipo.config import ConfigError
-    from clipo.demo.warmstart import WarmStartSpec, load_or_warm_start
-
-    if name != "tiny":
-        raise ConfigError(f"unknown built-in model 'builtin:{name}'; the only one is 'builtin:tiny'")
-    model, tokenizer, _ = load_or_warm_start(WarmStartSpec(), log=log)
-    return model, tokenizer
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml"
 
 
 def process_metrics(batch: Any) -> dict[str, float]:
@@ -65,10 +40,7 @@ def process_metrics(batch: Any) -> dict[str, float]:
 def measure(model: Any, tokenizer: Any, config: Any, *, samples: int = 4, seed: int = 0) -> dict[str, float]:
     """Greedy accuracy on the held-out and shifted splits, and the right-answer-wrong-reasoning rate of
     sampled rollouts (T = rollout.temperature, ``samples`` per prompt) on the held-out split."""
-    from clipo.pipeline import render_fn, sampling_params
-    from clipo.rollout import HFGenerateEngine
-
-    engine = HFGenerateEngine(model.eval(), tokenizer, micro_batch_size=256)
+    engine = make_engine(config, model.eval(), tokenizer, micro_batch_size=256)
     render = render_fn(config, tokenizer)
     out: dict[str, float] = {}
     for split, key in (("arithmetic-test", "accuracy"), ("arithmetic-shifted", "shifted_accuracy")):
@@ -90,9 +62,6 @@ def measure(model: Any, tokenizer: Any, config: Any, *, samples: int = 4, seed: 
 
 def train_and_measure(config: Any, *, before: dict[str, float] | None = None, log: Any = print) -> dict[str, Any]:
     """One RL run of the demo from the (cached) warm-started model; writes and returns ``summary.json``."""
-    from clipo.demo.warmstart import WarmStartSpec, load_or_warm_start
-    from clipo.trainer import RLTrainer
-
     start = time.perf_counter()
     output = Path(config.trainer.output_dir)
     model, tokenizer, cached = load_or_warm_start(WarmStartSpec(), log=log)
@@ -100,7 +69,7 @@ def train_and_measure(config: Any, *, before: dict[str, float] | None = None, lo
         log(f"      warm-start done in {time.perf_counter() - start:.0f}s (cached for next time)")
     if before is None:
         before = measure(model, tokenizer, config, seed=config.trainer.seed)
-    trainer = RLTrainer(config, model=model, tokenizer=tokenizer, rollout_metrics=process_metrics)
+    trainer = build_trainer(config, model=model, tokenizer=tokenizer, rollout_metrics=process_metrics)
     rl_start = time.perf_counter()
     trainer.fit()
     rl_seconds = time.perf_counter() - rl_start
@@ -118,8 +87,6 @@ def train_and_measure(config: Any, *, before: dict[str, float] | None = None, lo
 
 def run_demo(config: Any, *, log: Any = print) -> int:
     """Warm-start (or load), measure, train with RL, measure again, write summary.json and the report."""
-    from clipo.demo.warmstart import WarmStartSpec, load_or_warm_start
-
     start = time.perf_counter()
     output = Path(config.trainer.output_dir)
     log("clipo demo: the last digit of a sum, worked out step by step, on a tiny model (CPU, no downloads)")
@@ -138,8 +105,6 @@ def run_demo(config: Any, *, log: Any = print) -> int:
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     report_dir = None
     try:
-        from clipo.report import make_report
-
         report_dir = make_report(output).out_dir
     except Exception as error:  # the run's results stand even if a plot fails
         log(f"      (report failed: {error})")

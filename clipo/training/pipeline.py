@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from clipo.config import Config
+from clipo.data import render_prompt
+from clipo.rewards import score_batch
+from clipo.rollout import SamplingParams
+from clipo.training.config import Config
 
 
 def render_fn(config: Config, tokenizer: Any):
     """``example -> prompt text`` (chat template or raw text, optional system prompt)."""
-    from clipo.data import render_prompt
-
     m = config.model
 
     def render(example: Any) -> str:
@@ -18,10 +19,8 @@ def render_fn(config: Config, tokenizer: Any):
     return render
 
 
-def sampling_params(config: Config, *, n: int, temperature: float, seed: int | None) -> Any:
+def sampling_params(config: Config, *, n: int, temperature: float, seed: int | None) -> SamplingParams:
     """:class:`clipo.rollout.SamplingParams` from ``config.rollout`` with the given group size and temperature."""
-    from clipo.rollout import SamplingParams
-
     r = config.rollout
     return SamplingParams(n=n, max_new_tokens=r.max_new_tokens, temperature=temperature, top_p=r.top_p,
                           top_k=r.top_k, stop=tuple(r.stop), seed=seed)
@@ -29,8 +28,6 @@ def sampling_params(config: Config, *, n: int, temperature: float, seed: int | N
 
 def score_responses(config: Config, responses: Sequence[str], examples: Sequence[Any]) -> tuple[list[float], dict[str, float]]:
     """Verifier scores (None counts as 0) for ``responses`` to ``examples``, and the verifier's counters."""
-    from clipo.rewards import score_batch
-
     r = config.reward
     result = score_batch(
         list(responses), [e.ground_truth for e in examples], data_sources=[e.data_source or None for e in examples],

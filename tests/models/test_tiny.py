@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from clipo.testing import TINY_WORD_TOKENS, add_logit_bias, build_tiny_model
+from clipo.models.tiny import TINY_WORD_TOKENS, add_logit_bias, build_tiny_model
 
 
 def test_tokenizer_round_trips_text(tokenizer):

@@ -1,6 +1,6 @@
 """``clipo report RUN_DIR``: PNG plots and a Markdown summary of a training run.
 
-Reads what :class:`clipo.trainer.RLTrainer` leaves in its run folder and writes ``RUN_DIR/report/``::
+Reads what :class:`clipo.training.trainer.RLTrainer` leaves in its run folder and writes ``RUN_DIR/report/``::
 
     report.md                  config essentials, first-vs-last metric table, eval table, summary.json, figure list
     reward_accuracy.png        reward, train accuracy, eval accuracy per dataset (+ task/* metrics when logged)
@@ -14,7 +14,7 @@ figure or a panel appears only when there is something to draw. Per-step curves 
 centred moving average on top. Plotting uses matplotlib's object API with the Agg canvas (no pyplot, no global
 backend switch), so it is safe to call from a notebook or a training process.
 
-    from clipo.report import make_report
+    from clipo.apps.report import make_report
     paths = make_report("runs/clipo")        # -> ReportPaths(markdown=..., figures={...})
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@
     2. verify them                                                       (clipo.rewards)
     3. DAPO dynamic sampling: keep informative groups, refill            (informative_groups)
     4. DAPO overlong penalty                                             (overlong_penalty)
-    5. one no-grad teacher-forced forward: old log-probs + embeddings    (clipo.forward.policy_forward)
+    5. one no-grad teacher-forced forward: old log-probs + embeddings    (clipo.models.forward.policy_forward)
     6. reference log-probs, when KL is on
     7. CLIPO head step and contrastive reward                            (HeadTrainer)
     8. group advantages on verifiable + overlong + contrastive reward    (group_advantages)
@@ -25,18 +25,25 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file
 from torch import Tensor
+from tqdm.auto import tqdm
 
-from clipo.advantages import group_advantages, informative_groups, overlong_penalty
-from clipo.checkpoint import latest_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
-from clipo.config import Config, save_config
-from clipo.contrastive import ContrastiveHead, HeadTrainer
-from clipo.distributed import all_gather_rows, all_reduce_min, all_reduce_sum, global_group_ids, shard
-from clipo.kl import kl_estimate
-from clipo.ops import aggregate, masked_mean
-from clipo.pipeline import render_fn, sampling_params, score_responses
-from clipo.policy_losses import gmpo_loss, gspo_loss, ppo_clip_loss
-from clipo.tracking import MetricsLogger, to_float
+from clipo.core.advantages import group_advantages, informative_groups, overlong_penalty
+from clipo.core.contrastive import ContrastiveHead
+from clipo.models import make_reference_model, policy_forward
+from clipo.rollout import RolloutBatch, make_engine
+from clipo.training.checkpoint import latest_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
+from clipo.training.config import Config, save_config
+from clipo.training.distributed import all_gather_rows, all_reduce_min, all_reduce_sum, global_group_ids, shard
+from clipo.core.kl import kl_estimate
+from clipo.core.ops import aggregate, masked_mean
+from clipo.training.evaluation import evaluate_all
+from clipo.training.head import HeadTrainer
+from clipo.training.pipeline import render_fn, sampling_params, score_responses
+from clipo.core.policy_losses import gmpo_loss, gspo_loss, ppo_clip_loss
+from clipo.training.tracking import MetricsLogger, to_float
 
 
 class NonFiniteLossError(RuntimeError):
@@ -126,17 +133,15 @@ class StepBatch:
 class RLTrainer:
     """Trains a causal LM with GRPO / Dr. GRPO / DAPO / GSPO / GMPO, with CLIPO on or off.
 
-    ``model``, ``tokenizer``, ``train_data`` and ``eval_data`` may be passed in (tests, notebooks); otherwise
-    they are loaded from the config. ``rollout_metrics(batch)`` adds task-specific metrics per step (the CPU
+    It receives the policy, its tokenizer, the training :class:`clipo.data.PromptDataset` and the eval sets
+    ``{name: PromptDataset}`` as objects (``clipo.apps.specs.build_trainer`` resolves them from a config). ``rollout_metrics(batch)`` adds task-specific metrics per step (the CPU
     demo's process checker uses it), and ``StepBatch.extras`` carries per-rollout values it wants saved
     with the embedding snapshots.
     """
 
-    def __init__(self, config: Config, *, model: Any = None, tokenizer: Any = None, train_data: Any = None,
+    def __init__(self, config: Config, *, model: Any, tokenizer: Any, train_data: Any,
                  eval_data: dict[str, Any] | None = None,
                  rollout_metrics: Callable[[StepBatch], dict[str, Any]] | None = None):
-        from accelerate import Accelerator
-
         self.config = config
         t = config.trainer
         self.output_dir = Path(t.output_dir)
@@ -144,30 +149,19 @@ class RLTrainer:
         cpu = t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available())
         self.accelerator = Accelerator(cpu=cpu)
         self.device = self.accelerator.device if t.device in ("auto", "cpu") else torch.device(t.device)
-        # Data parallel: each process trains on its own B prompts; see clipo.distributed.
+        # Data parallel: each process trains on its own B prompts; see clipo.training.distributed.
         self.rank, self.world_size = self.accelerator.process_index, self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
         torch.manual_seed(t.seed)
         if t.num_threads > 0:
             torch.set_num_threads(t.num_threads)
 
-        from clipo.builtin import resolve_data, resolve_model
-
-        if model is None or tokenizer is None:
-            model, tokenizer = resolve_model(config)
         self.model = model.to(self.device)
         self.tokenizer = tokenizer
-        self.train_data = train_data if train_data is not None else resolve_data(config.data.train, config)
-        if eval_data is None:
-            from clipo.evaluation import load_eval_sets
-
-            eval_data = load_eval_sets(config)
-        self.eval_data = eval_data
+        self.train_data = train_data
+        self.eval_data = eval_data or {}
         self.data_iter = self.train_data.iterator(seed=t.seed, shuffle=config.data.shuffle)
-
-        from clipo.rollout import HFGenerateEngine
-
-        self.engine = HFGenerateEngine(self.model, self.tokenizer, micro_batch_size=config.rollout.micro_batch_size)
+        self.engine = make_engine(config, self.model, self.tokenizer)
         self.render = render_fn(config, self.tokenizer)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, betas=tuple(t.adam_betas))
@@ -175,8 +169,6 @@ class RLTrainer:
             self.optimizer, lambda s: lr_factor(s, warmup=t.lr_warmup_steps, total=t.max_steps, schedule=t.lr_schedule))
         self.reference = None
         if config.algorithm.kl_coef > 0:
-            from clipo.models import make_reference_model
-
             self.reference = make_reference_model(self.model).to(self.device)
         self.head_trainer = self._build_head() if config.clipo.enabled else None
         self.loss_fn = _policy_loss(config)
@@ -215,8 +207,6 @@ class RLTrainer:
 
     def collect(self) -> tuple[Any, list, Tensor, dict[str, float]]:
         """Steps 1-3: sample, verify and (DAPO) keep informative groups until B prompts are kept."""
-        from clipo.rollout import RolloutBatch
-
         c, t = self.config, self.config.trainer
         kept_batches, kept_examples, kept_scores = [], [], []
         kept_prompts, rounds, stats = 0, 0, {"verify/timeouts": 0.0, "verify/errors": 0.0}
@@ -267,8 +257,6 @@ class RLTrainer:
 
     def _forward(self, model: Any, rollouts: Any, *, with_grad: bool = False, rows: Tensor | None = None,
                  compute_entropy: bool = False) -> Any:
-        from clipo.forward import policy_forward
-
         r = rollouts if rows is None else rollouts.select(rows)
         temperature = self.config.rollout.temperature or 1.0
         return policy_forward(
@@ -526,8 +514,6 @@ class RLTrainer:
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """Score the policy on ``data.eval`` (greedy pass@1, or sampled avg@k / pass@k when rollout.eval_n > 1)."""
-        from clipo.evaluation import evaluate_all
-
         self.model.eval()
         seed = derive_seed(self.config.trainer.seed, self.step, 3_000_017)
         return {r.name: r.as_dict() for r in evaluate_all(self.config, self.eval_data, self.engine, seed=seed)}
@@ -560,8 +546,6 @@ class RLTrainer:
         checkpoint = latest_checkpoint(self.output_dir)
         if checkpoint is None:
             return False
-        from safetensors.torch import load_file
-
         weights = {}
         for shard in sorted((checkpoint / "policy").glob("*.safetensors")):
             weights.update(load_file(str(shard)))
@@ -641,6 +625,4 @@ def snapshot_schedule(max_steps: int, count: int) -> set[int]:
 
 
 def _progress(total: int, initial: int, *, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, initial=initial, desc="clipo train", unit="step", disable=not enabled, dynamic_ncols=True)

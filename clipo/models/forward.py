@@ -28,11 +28,12 @@ hold whole groups.
 from __future__ import annotations
 
 import contextlib
-import inspect
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from clipo.models.compat import accepts_logits_to_keep, cache_kwarg, checkpointing_active, shared_prompt_cache
 
 __all__ = ["POOLING_MODES", "ForwardOutput", "plan_micro_batches", "policy_forward", "pool_hidden", "token_logp"]
 
@@ -204,11 +205,11 @@ def _forward_micro_batch(
     p = ids.shape[1] - used  # prompt columns kept; the response starts here
 
     keep = used + 1  # logits at columns p-1 .. p+used-1; the last one predicts past the response
-    kwargs = {"logits_to_keep": keep} if _accepts_logits_to_keep(model) else {}
+    kwargs = {"logits_to_keep": keep} if accepts_logits_to_keep(model) else {}
     head = model.get_output_embeddings()
     cache = None
-    if group_size is not None and p > 1 and not _checkpointing_active(model):
-        cache = _shared_prompt_cache(model, ids[::group_size, :p - 1], attention[::group_size, :p - 1],
+    if group_size is not None and p > 1 and not checkpointing_active(model):
+        cache = shared_prompt_cache(model, ids[::group_size, :p - 1], attention[::group_size, :p - 1],
                                      positions[::group_size, :p - 1], group_size)
     shared = cache is not None
     if shared:
@@ -318,49 +319,6 @@ def _check_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, group_siz
                              "one prompt (prompt_ids / prompt_mask differ within a group)")
 
 
-def _shared_prompt_cache(model: torch.nn.Module, ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor,
-                         repeats: int):
-    """Run the distinct prompt prefixes [g, p-1] once into a KV cache and repeat it to [g*repeats, p-1].
-
-    Under grad the repeat is part of the graph, so each prompt's gradient is the sum over its rows. Returns
-    None if the model did not fill the cache (then the caller computes every row in full).
-    """
-    cache = new_dynamic_cache(model)
-    kwargs = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
-    model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=True,
-          **{cache_kwarg(model): cache}, **kwargs)
-    if cache.get_seq_length() != ids.shape[1]:
-        return None
-    cache.batch_repeat_interleave(repeats)
-    return cache
-
-
-def new_dynamic_cache(model: torch.nn.Module):
-    """An empty `DynamicCache` for `model` (transformers 5 wants the config; older versions take no arguments)."""
-    from transformers import DynamicCache
-
-    try:
-        return DynamicCache(config=model.config)
-    except TypeError:  # pragma: no cover - transformers < 4.56
-        return DynamicCache()
-
-
-def cache_kwarg(model: torch.nn.Module) -> str:
-    """Name of the KV-cache argument of the model's forward: `cache` (transformers >= 5.x) or `past_key_values`."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    try:
-        return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-    except (TypeError, ValueError):  # pragma: no cover
-        return "past_key_values"
-
-
-def _checkpointing_active(model: torch.nn.Module) -> bool:
-    """Whether activation checkpointing will run in this forward (transformers then drops the KV cache)."""
-    if not (torch.is_grad_enabled() and model.training):
-        return False
-    return any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
-
-
 def _pad_columns(x: torch.Tensor, width: int) -> torch.Tensor:
     """Right-pad [m, l] with zeros to [m, width]."""
     return F.pad(x, (0, width - x.shape[1]))
@@ -382,12 +340,3 @@ def _capture_input(module: torch.nn.Module | None):
     finally:
         if handle is not None:
             handle.remove()
-
-
-def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
-    """Whether the underlying HF causal LM's forward takes `logits_to_keep` (transformers >= 4.50 models)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    try:
-        return "logits_to_keep" in inspect.signature(base.forward).parameters
-    except (TypeError, ValueError):
-        return False

@@ -16,6 +16,18 @@ import json
 import sys
 from pathlib import Path
 
+import yaml
+from transformers.utils import logging as hf_logging
+
+from clipo.apps.demo.experiment import run_experiment
+from clipo.apps.demo.run import RECIPE, run_demo
+from clipo.apps.evaluate import run_evaluation
+from clipo.apps.report import report_command
+from clipo.apps.specs import build_trainer
+from clipo.data import DataError
+from clipo.training.config import ConfigError, describe, load_config, parse_override
+from clipo.training.evaluation import format_table
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clipo", description="RLVR post-training with GRPO, Dr. GRPO, DAPO, GSPO, GMPO and CLIPO.",
@@ -45,9 +57,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from clipo.config import ConfigError
-    from clipo.data import DataError
-
     _quiet_libraries()
     try:
         if args.command in (None, "train"):
@@ -57,14 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             return _config(args)
         if args.command == "experiment":
-            from clipo.demo.experiment import run_experiment
-
             run_experiment(list(args.overrides), seeds=args.seeds, algorithms=[a for a in args.algorithms.split(",") if a],
                            output_dir=args.output)
             return 0
         if args.command == "report":
-            from clipo.report import report_command
-
             return report_command(args.run_dir, args.out)
     except ConfigError as error:
         print(f"clipo: config error: {error}", file=sys.stderr)
@@ -77,37 +82,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def _quiet_libraries() -> None:
     """clipo shows its own progress; silence the per-file bars of transformers' loading and saving."""
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
+    hf_logging.disable_progress_bar()
 
 
 def _base_config(config_path: str | None, overrides: list[str]) -> str | None:
     """The demo recipe is the base when the user names neither a config file nor a model."""
-    from clipo.config import parse_override
-
     if config_path is not None:
         return config_path
     if any(parse_override(o)[0] == "model.name_or_path" for o in overrides):
         return None
-    from clipo.demo import RECIPE
-
     return str(RECIPE)
 
 
 def _train(config_path: str | None, overrides: list[str]) -> int:
-    from clipo.config import load_config
-    from clipo.trainer import RLTrainer
-
     config = load_config(_base_config(config_path, overrides), overrides)
     if config.model.name_or_path.startswith("builtin:") and config.data.train.startswith("builtin:"):
-        from clipo.demo import run_demo
-
         return run_demo(config)
-    result = RLTrainer(config).fit()
+    result = build_trainer(config).fit()
     print(f"clipo: trained {result['step']} steps; run folder {config.trainer.output_dir}")
     if result["eval"]:
         print(json.dumps(result["eval"], indent=2))
@@ -115,8 +106,6 @@ def _train(config_path: str | None, overrides: list[str]) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from clipo.config import load_config
-
     overrides = list(args.overrides)
     config_path = args.config
     if args.model:
@@ -132,8 +121,6 @@ def _eval(args: argparse.Namespace) -> int:
     if not config.data.eval:
         print("clipo eval: set data.eval=FILE[,FILE...] (parquet, JSONL or CSV)", file=sys.stderr)
         return 2
-    from clipo.evaluation import format_table, run_evaluation
-
     results = run_evaluation(config)
     print(format_table(results))
     output = Path(args.output) if args.output else (Path(config.model.name_or_path) / "eval_results.json"
@@ -144,9 +131,6 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
-    from clipo.config import describe, load_config
-    import yaml
-
     if args.config or args.overrides:
         print(yaml.safe_dump(load_config(args.config, args.overrides).to_dict(), sort_keys=False))
     else:

@@ -12,6 +12,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from clipo.apps.demo.run import RECIPE, measure, train_and_measure
+from clipo.apps.demo.warmstart import WarmStartSpec, load_or_warm_start
+from clipo.training.config import load_config
+
 # Two-sided 97.5% Student-t quantiles for n − 1 degrees of freedom (n = number of seeds).
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
          15: 2.131, 20: 2.086, 30: 2.042}
@@ -42,10 +46,6 @@ def variants(algorithms: list[str]) -> list[tuple[str, str, bool]]:
 def run_experiment(overrides: list[str], *, seeds: int, algorithms: list[str], output_dir: str,
                    log: Any = print) -> dict[str, Any]:
     """Train every variant for every seed; write ``experiment.json`` and ``experiment.md``; return the results."""
-    from clipo.config import load_config
-    from clipo.demo import RECIPE, measure, train_and_measure
-    from clipo.demo.warmstart import WarmStartSpec, load_or_warm_start
-
     root = Path(output_dir)
     root.mkdir(parents=True, exist_ok=True)
     base = load_config(RECIPE, overrides)

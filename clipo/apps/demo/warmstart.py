@@ -6,14 +6,19 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoModelForCausalLM
 
-from clipo.demo.task import make_problems, worked_solution
+from clipo.apps.demo.task import check_process, make_problems, worked_solution
+from clipo.models.tiny import build_tiny_model, build_tiny_tokenizer
+from clipo.rollout import SamplingParams, make_engine
+from clipo.training.config import Config, ConfigError
 
 TASK_VERSION = 1
 
@@ -49,8 +54,6 @@ def cache_root() -> Path:
 
 def demo_tokenizer() -> Any:
     """Characters of the task plus a few whole-word tokens, Qwen-style chat template."""
-    from clipo.testing import build_tiny_tokenizer
-
     return build_tiny_tokenizer(chars="0123456789+=;?{}\\ boxedlastigf",
                                 words=("\\boxed{", "last digit of ", "user", "assistant"))
 
@@ -81,11 +84,8 @@ def _sft_batch(tokenizer: Any, problems: list, rng: random.Random, spec: WarmSta
 
 def validation_accuracy(model: Any, tokenizer: Any, *, count: int = 100, seed: int = 14) -> float:
     """Greedy accuracy on a validation split disjoint from the demo's train/test/shifted splits' seeds."""
-    from clipo.demo.task import check_process
-    from clipo.rollout import HFGenerateEngine, SamplingParams
-
     problems = make_problems(count, seed=seed)
-    engine = HFGenerateEngine(model, tokenizer, micro_batch_size=count)
+    engine = make_engine(Config(), model, tokenizer, micro_batch_size=count)
     batch = engine.generate([_render(tokenizer, p.prompt) for p in problems], SamplingParams(n=1, max_new_tokens=48, temperature=0.0))
     return sum(check_process(p, t).answer_correct for p, t in zip(problems, batch.response_texts)) / count
 
@@ -96,8 +96,6 @@ def warm_start(spec: WarmStartSpec, *, log: Any = print) -> tuple[Any, Any]:
     Training stops as soon as greedy validation accuracy reaches ``target_accuracy`` (checked every
     ``check_every`` steps after ``min_sft_steps``): the demo wants a model that already follows the format
     and is right about half the time, so that RL has something to improve. Returns (model, tokenizer)."""
-    from clipo.testing import build_tiny_model
-
     tokenizer = demo_tokenizer()
     model = build_tiny_model(tokenizer, hidden_size=spec.hidden_size, num_layers=spec.num_layers, heads=spec.heads,
                              kv_heads=spec.kv_heads, intermediate=spec.intermediate, seed=spec.seed)
@@ -130,8 +128,6 @@ def warm_start(spec: WarmStartSpec, *, log: Any = print) -> tuple[Any, Any]:
 
 def load_or_warm_start(spec: WarmStartSpec, *, log: Any = print) -> tuple[Any, Any, bool]:
     """The warm-started model from the cache, or trained now and cached. Returns (model, tokenizer, from_cache)."""
-    from transformers import AutoModelForCausalLM
-
     folder = cache_root() / "demo" / f"warmstart-{spec.key()}"
     if (folder / "config.json").is_file():
         model = AutoModelForCausalLM.from_pretrained(folder)
@@ -143,9 +139,15 @@ def load_or_warm_start(spec: WarmStartSpec, *, log: Any = print) -> tuple[Any, A
     (tmp / "warmstart.json").write_text(json.dumps(asdict(spec), indent=2))
     folder.parent.mkdir(parents=True, exist_ok=True)
     if folder.exists():  # another process finished first; keep theirs
-        import shutil
-
         shutil.rmtree(tmp)
     else:
         os.replace(tmp, folder)
     return model, tokenizer, False
+
+
+def load_builtin_model(name: str, *, log: Any = print) -> tuple[Any, Any]:
+    """``builtin:tiny``: the warm-started demo model (trained now, or loaded from the cache)."""
+    if name != "tiny":
+        raise ConfigError(f"unknown built-in model 'builtin:{name}'; the only one is 'builtin:tiny'")
+    model, tokenizer, _ = load_or_warm_start(WarmStartSpec(), log=log)
+    return model, tokenizer

@@ -7,9 +7,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from clipo.contrastive.head import ContrastiveHead
-from clipo.contrastive.losses import anchor_mask, contrastive_loss, contrastive_masks, embedding_separation
-from clipo.contrastive.rewards import contrastive_reward, similarity_gap_reward
+from clipo.core.contrastive.head import ContrastiveHead
+from clipo.core.contrastive.losses import anchor_mask, contrastive_loss, contrastive_masks, embedding_separation
+from clipo.core.contrastive.rewards import contrastive_reward, similarity_gap_reward
 
 REWARD_KINDS = ("clipo", "similarity_gap")
 

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from clipo.models.compat import dtype_kwarg
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -29,7 +31,6 @@ __all__ = [
     "LoraSpec",
     "adapters_disabled",
     "apply_lora",
-    "dtype_kwarg",
     "enable_gradient_checkpointing",
     "find_smollm2_gguf",
     "freeze",
@@ -75,15 +76,6 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype | str:
         return _DTYPES[dtype]
     except KeyError:
         raise ValueError(f"dtype={dtype!r}: expected one of {sorted(_DTYPES)}, 'auto' or a torch.dtype") from None
-
-
-def dtype_kwarg() -> str:
-    """Name of the dtype argument of `from_pretrained`/`from_config`: "dtype" since transformers 4.56
-    (where "torch_dtype" became a deprecated alias), "torch_dtype" before."""
-    import transformers
-    from packaging.version import Version
-
-    return "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
 
 
 def find_smollm2_gguf() -> tuple[str, str] | None:

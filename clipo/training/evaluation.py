@@ -1,4 +1,5 @@
-"""Evaluation: pass@1 (greedy), avg@k and pass@k (sampled) on one or more prompt datasets."""
+"""Evaluation: pass@1 (greedy), avg@k and pass@k (sampled) on one or more prompt datasets (in the training
+loop, and for ``clipo eval`` through :mod:`clipo.apps.evaluate`)."""
 from __future__ import annotations
 
 import math
@@ -6,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
+
+from clipo.training.pipeline import render_fn, sampling_params, score_responses
 
 
 def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
@@ -90,20 +93,8 @@ def format_table(results: Sequence[EvalResult]) -> str:
     return "\n".join(lines)
 
 
-def load_eval_sets(config: Any) -> dict[str, Any]:
-    """``{name: PromptDataset}`` for every spec in ``config.data.eval`` (name: the file stem or built-in split)."""
-    from pathlib import Path
-
-    from clipo.builtin import resolve_data
-
-    return {spec.split(":", 1)[1] if spec.startswith("builtin:") else Path(spec).stem: resolve_data(spec, config)
-            for spec in config.data.eval}
-
-
 def evaluate_all(config: Any, datasets: dict[str, Any], engine: Any, *, seed: int = 0) -> list[EvalResult]:
     """Evaluate ``engine``'s model on each dataset with ``config.rollout``'s eval sampling."""
-    from clipo.pipeline import render_fn, sampling_params, score_responses
-
     r = config.rollout
     render = render_fn(config, engine.tokenizer)
     results = []
@@ -118,15 +109,3 @@ def evaluate_all(config: Any, datasets: dict[str, Any], engine: Any, *, seed: in
             batch_size=max(1, r.micro_batch_size // max(1, r.eval_n)))
         results.append(result)
     return results
-
-
-def run_evaluation(config: Any, *, model: Any = None, tokenizer: Any = None, seed: int = 0) -> list[EvalResult]:
-    """Load ``config.model`` (unless given) and evaluate it on ``config.data.eval`` (``clipo eval``)."""
-    from clipo.builtin import resolve_model
-    from clipo.rollout import HFGenerateEngine
-
-    if model is None or tokenizer is None:
-        model, tokenizer = resolve_model(config)
-    device = "cuda" if torch.cuda.is_available() and config.trainer.device != "cpu" else "cpu"
-    engine = HFGenerateEngine(model.to(device).eval(), tokenizer, micro_batch_size=config.rollout.micro_batch_size)
-    return evaluate_all(config, load_eval_sets(config), engine, seed=seed)

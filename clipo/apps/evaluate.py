@@ -1,0 +1,20 @@
+"""``clipo eval``: load a model (a hub name, a folder, or a run folder's ``final/``) and score it on ``data.eval``."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from clipo.apps.specs import load_eval_sets, resolve_model
+from clipo.rollout import make_engine
+from clipo.training.config import Config
+from clipo.training.evaluation import EvalResult, evaluate_all
+
+
+def run_evaluation(config: Config, *, model: Any = None, tokenizer: Any = None, seed: int = 0) -> list[EvalResult]:
+    """Load ``config.model`` (unless given) and evaluate it on ``config.data.eval`` (``clipo eval``)."""
+    if model is None or tokenizer is None:
+        model, tokenizer = resolve_model(config)
+    device = "cuda" if torch.cuda.is_available() and config.trainer.device != "cpu" else "cpu"
+    engine = make_engine(config, model.to(device).eval(), tokenizer)
+    return evaluate_all(config, load_eval_sets(config), engine, seed=seed)

@@ -1,0 +1,70 @@
+"""Turn ``model.name_or_path`` and ``data.*`` specs into objects: Hugging Face checkpoints, files, or built-ins.
+
+``builtin:`` names refer to the CPU demo (:mod:`clipo.apps.demo`): a tiny model warm-started on a synthetic
+task, and that task's prompt splits. Everything else is a Hugging Face model id / local path, or a data file.
+The trainer itself only ever sees the resulting objects.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from clipo.apps.demo.data import builtin_dataset
+from clipo.apps.demo.warmstart import load_builtin_model
+from clipo.data import PromptDataset, load_prompts
+from clipo.models import LoraSpec, load_policy, load_tokenizer
+from clipo.training.config import Config, ConfigError
+from clipo.training.trainer import RLTrainer
+
+BUILTIN_PREFIX = "builtin:"
+
+
+def resolve_model(config: Config) -> tuple[Any, Any]:
+    """The policy and its tokenizer for ``config.model``."""
+    m = config.model
+    if m.name_or_path.startswith(BUILTIN_PREFIX):
+        return load_builtin_model(m.name_or_path[len(BUILTIN_PREFIX):])
+    lora = None
+    if m.lora_r > 0:
+        lora = LoraSpec(r=m.lora_r, alpha=m.lora_alpha, dropout=m.lora_dropout, target_modules=tuple(m.lora_target_modules))
+    tokenizer = load_tokenizer(m.name_or_path, trust_remote_code=m.trust_remote_code, gguf_file=m.gguf_file)
+    model = load_policy(m.name_or_path, dtype=m.dtype, trust_remote_code=m.trust_remote_code, gguf_file=m.gguf_file,
+                        gradient_checkpointing=m.gradient_checkpointing, lora=lora)
+    return model, tokenizer
+
+
+def resolve_data(spec: str, config: Config) -> PromptDataset:
+    """A :class:`clipo.data.PromptDataset` for a file path or a ``builtin:`` task split."""
+    if spec.startswith(BUILTIN_PREFIX):
+        return builtin_dataset(spec[len(BUILTIN_PREFIX):])
+    d = config.data
+    try:
+        return load_prompts(spec, prompt_field=d.prompt_field,
+                            answer_field=None if d.answer_field == "answer" else d.answer_field, on_bad_row=d.on_bad_row)
+    except FileNotFoundError as error:
+        raise ConfigError(f"data file not found: {spec} ({error}); pass an existing parquet/JSONL/CSV path") from error
+
+
+def eval_set_name(spec: str) -> str:
+    """The name an eval set is reported under: the built-in split, or the file stem."""
+    return spec[len(BUILTIN_PREFIX):] if spec.startswith(BUILTIN_PREFIX) else Path(spec).stem
+
+
+def load_eval_sets(config: Config) -> dict[str, PromptDataset]:
+    """``{name: PromptDataset}`` for every spec in ``config.data.eval``."""
+    return {eval_set_name(spec): resolve_data(spec, config) for spec in config.data.eval}
+
+
+def build_trainer(config: Config, **kwargs: Any) -> RLTrainer:
+    """An :class:`clipo.training.RLTrainer` with the model, tokenizer and datasets the config names.
+
+    Anything passed in ``kwargs`` (``model``/``tokenizer``, ``train_data``, ``eval_data``,
+    ``rollout_metrics``) is used as given instead of being resolved.
+    """
+    if kwargs.get("model") is None or kwargs.get("tokenizer") is None:
+        kwargs["model"], kwargs["tokenizer"] = resolve_model(config)
+    if kwargs.get("train_data") is None:
+        kwargs["train_data"] = resolve_data(config.data.train, config)
+    if kwargs.get("eval_data") is None:
+        kwargs["eval_data"] = load_eval_sets(config)
+    return RLTrainer(config, **kwargs)
