@@ -27,8 +27,8 @@ THREADS = int(os.environ.get("CLIPO_BENCH_THREADS", "1"))
 if THREADS > 0:
     torch.set_num_threads(THREADS)
 
-from clipo.rewards import register_reward  # noqa: E402
 from clipo.models.tiny import add_logit_bias, build_tiny_model, build_tiny_tokenizer  # noqa: E402
+from clipo.rewards import register_reward  # noqa: E402
 
 #: The benchmark model: Qwen2-style, untied embeddings, fp32, SDPA attention.
 MODEL_KW = dict(hidden_size=256, num_layers=4, heads=4, kv_heads=2, intermediate=512)

@@ -26,7 +26,6 @@ import time
 import warnings
 
 import torch
-
 from _common import build, command_line, machine_line, median, n_params
 
 warnings.filterwarnings("ignore")
@@ -51,8 +50,8 @@ def matmul_flops(m: int, k: int, n: int, dtype, reps: int) -> float:
 def training_case(hidden: int, layers: int, dtype, rows: int, prompt_len: int, resp_len: int, reps: int):
     from torch.utils.flop_counter import FlopCounterMode
 
-    from clipo.models.forward import policy_forward
     from clipo.core.policy_losses import ppo_clip_loss
+    from clipo.models.forward import policy_forward
 
     tok, model = build(0, hidden_size=hidden, num_layers=layers, heads=max(4, hidden // 64),
                        kv_heads=max(2, hidden // 128), intermediate=2 * hidden, dtype=dtype)

@@ -21,7 +21,6 @@ import gc
 import warnings
 
 import torch
-
 from _common import clipo_trainer, command_line, machine_line, n_params, prompts_file
 
 warnings.filterwarnings("ignore")

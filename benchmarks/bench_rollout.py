@@ -24,7 +24,6 @@ import time
 import warnings
 
 import torch
-
 from _common import build, command_line, iqr, machine_line, median, n_params, prompt_rows
 
 warnings.filterwarnings("ignore")

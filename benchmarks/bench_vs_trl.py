@@ -34,8 +34,18 @@ import tempfile
 import time
 import warnings
 
-from _common import (build, clipo_trainer, command_line, iqr, machine_line, median, n_params, parity_reward,
-                     prompt_rows, prompts_file)
+from _common import (
+    build,
+    clipo_trainer,
+    command_line,
+    iqr,
+    machine_line,
+    median,
+    n_params,
+    parity_reward,
+    prompt_rows,
+    prompts_file,
+)
 
 warnings.filterwarnings("ignore")
 
@@ -79,11 +89,10 @@ def main() -> None:
                     help="also time clipo with the old-log-prob forward skipped (see skip_old_logp_forward)")
     args = ap.parse_args()
 
-    import torch
+    import trl
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
-    import trl
 
     rows = prompt_rows()
     data = prompts_file(rows)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import defaultdict
@@ -36,7 +37,7 @@ def load_cases(path: Path) -> List[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-SHARED_DATA = REPO.parent / "shared" / "data" / "clipo"
+SHARED_DATA = Path(os.environ.get("CLIPO_DATA_DIR") or REPO.parent / "shared" / "data" / "clipo")
 
 
 def attach_prompts(cases: List[dict], data_dir: Path = SHARED_DATA) -> int:

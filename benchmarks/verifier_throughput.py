@@ -5,7 +5,7 @@ Run from the repository root::
     python benchmarks/verifier_throughput.py                    # 4000 responses, workers 0 and 2
     python benchmarks/verifier_throughput.py --n 8000 --workers 0 1 2 4
 
-The responses are built from the paper's data (``../shared/data/clipo``): a quarter each of correct boxed
+The responses are built from the paper's data (``$CLIPO_DATA_DIR``, else ``../shared/data/clipo``): a quarter each of correct boxed
 answers, wrong boxed answers, unboxed answers, and long chains of thought (~3,000 characters of reasoning
 inside ``<think>`` before the boxed answer). Rows are drawn with a fixed seed from every file, so LaTeX-heavy
 sets (MATH, math75) are represented in proportion to their size.
@@ -14,6 +14,7 @@ sets (MATH, math75) are represented in proportion to their size.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import time
@@ -23,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-DATA = REPO.parent / "shared" / "data" / "clipo"
+DATA = Path(os.environ.get("CLIPO_DATA_DIR") or REPO.parent / "shared" / "data" / "clipo")
 
 
 def build_responses(n: int, seed: int = 0):

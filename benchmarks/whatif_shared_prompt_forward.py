@@ -22,7 +22,6 @@ import time
 import warnings
 
 import torch
-
 from _common import build, command_line, iqr, machine_line, median, prompt_rows
 
 warnings.filterwarnings("ignore")

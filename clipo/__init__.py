@@ -10,7 +10,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from clipo.core.advantages import group_advantages, informative_groups, overlong_penalty
+from clipo.core.advantages import group_advantages, informative_groups, overlong_penalty, rloo_advantages
+from clipo.core.algorithms import ALGORITHMS, Algorithm, AlgorithmKnobs, get_algorithm, register_algorithm
 from clipo.core.contrastive import (
     ContrastiveHead,
     contrastive_loss,
@@ -19,6 +20,7 @@ from clipo.core.contrastive import (
     similarity_gap_reward,
 )
 from clipo.core.kl import kl_estimate
+from clipo.core.loss import loss_denominator, micro_batch_loss, mini_batch_denominators
 from clipo.core.ops import AGGREGATION_MODES, aggregate, masked_mean, masked_sum
 from clipo.core.policy_losses import PolicyLoss, gmpo_loss, gspo_loss, ppo_clip_loss
 from clipo.training.head import HeadStepResult, HeadTrainer
@@ -64,8 +66,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [*_LAZY,
-    "AGGREGATION_MODES", "ContrastiveHead", "HeadStepResult", "HeadTrainer", "PolicyLoss",
-    "aggregate", "contrastive_loss", "contrastive_reward", "embedding_separation", "gmpo_loss",
-    "group_advantages", "gspo_loss", "informative_groups", "kl_estimate", "masked_mean", "masked_sum",
-    "overlong_penalty", "ppo_clip_loss", "similarity_gap_reward",
+    "AGGREGATION_MODES", "ALGORITHMS", "Algorithm", "AlgorithmKnobs", "ContrastiveHead", "HeadStepResult",
+    "HeadTrainer", "PolicyLoss", "aggregate", "contrastive_loss", "contrastive_reward", "embedding_separation",
+    "get_algorithm", "gmpo_loss", "group_advantages", "gspo_loss", "informative_groups", "kl_estimate",
+    "loss_denominator", "masked_mean", "masked_sum", "micro_batch_loss", "mini_batch_denominators",
+    "overlong_penalty", "ppo_clip_loss", "register_algorithm", "rloo_advantages", "similarity_gap_reward",
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from clipo.apps.specs import build_trainer
 from clipo.models.tiny import (
     QWEN_STYLE_CHAT_TEMPLATE,
     TINY_SPECIAL_TOKENS,
@@ -15,7 +16,6 @@ from clipo.models.tiny import (
     build_tiny_model,
     build_tiny_tokenizer,
 )
-from clipo.apps.specs import build_trainer
 from clipo.rewards import register_reward
 from clipo.training.config import load_config
 from clipo.training.trainer import RLTrainer

@@ -27,6 +27,7 @@ from clipo.apps.specs import build_trainer
 from clipo.data import DataError
 from clipo.training.config import ConfigError, describe, load_config, parse_override
 from clipo.training.evaluation import format_table
+from clipo.training.run_folder import RunFolder
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,12 +111,13 @@ def _eval(args: argparse.Namespace) -> int:
     config_path = args.config
     if args.model:
         model = Path(args.model)
-        if (model / "final").is_dir():
+        run = RunFolder(model)
+        if run.final.is_dir():
             # A run folder: evaluate its final model with the run's own settings (verifier, chat template, ...)
             # unless a config file is given; command-line overrides still win.
-            if config_path is None and (model / "config.yaml").is_file():
-                config_path = str(model / "config.yaml")
-            model = model / "final"
+            if config_path is None and run.config.is_file():
+                config_path = str(run.config)
+            model = run.final
         overrides.append(f"model.name_or_path={model if model.exists() else args.model}")
     config = load_config(config_path, overrides)
     if not config.data.eval:

@@ -13,8 +13,9 @@ from clipo.training.evaluation import EvalResult, evaluate_all
 
 def run_evaluation(config: Config, *, model: Any = None, tokenizer: Any = None, seed: int = 0) -> list[EvalResult]:
     """Load ``config.model`` (unless given) and evaluate it on ``config.data.eval`` (``clipo eval``)."""
+    eval_sets = load_eval_sets(config)  # before the model: a bad file is reported at once
     if model is None or tokenizer is None:
         model, tokenizer = resolve_model(config)
     device = "cuda" if torch.cuda.is_available() and config.trainer.device != "cpu" else "cpu"
     engine = make_engine(config, model.to(device).eval(), tokenizer)
-    return evaluate_all(config, load_eval_sets(config), engine, seed=seed)
+    return evaluate_all(config, eval_sets, engine, seed=seed)

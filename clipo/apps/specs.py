@@ -11,7 +11,7 @@ from typing import Any
 
 from clipo.apps.demo.data import builtin_dataset
 from clipo.apps.demo.warmstart import load_builtin_model
-from clipo.data import PromptDataset, load_prompts
+from clipo.data import DATA_DIR_ENV, PromptDataset, data_root, load_prompts, resolve_data_path
 from clipo.models import LoraSpec, load_policy, load_tokenizer
 from clipo.training.config import Config, ConfigError
 from clipo.training.trainer import RLTrainer
@@ -38,11 +38,15 @@ def resolve_data(spec: str, config: Config) -> PromptDataset:
     if spec.startswith(BUILTIN_PREFIX):
         return builtin_dataset(spec[len(BUILTIN_PREFIX):])
     d = config.data
-    try:
-        return load_prompts(spec, prompt_field=d.prompt_field,
-                            answer_field=None if d.answer_field == "answer" else d.answer_field, on_bad_row=d.on_bad_row)
-    except FileNotFoundError as error:
-        raise ConfigError(f"data file not found: {spec} ({error}); pass an existing parquet/JSONL/CSV path") from error
+    path = resolve_data_path(spec, d.root)
+    if not path.exists():
+        root = data_root(d.root)
+        where = f"the working directory ({Path.cwd()}) or {root}" if root is not None else \
+            f"the working directory ({Path.cwd()}); data.root and ${DATA_DIR_ENV} are unset"
+        raise ConfigError(f"data file not found: {spec} (looked in {where}); pass an existing parquet/JSONL/CSV path, "
+                          f"or set data.root or {DATA_DIR_ENV} to the folder that holds it")
+    return load_prompts(str(path), prompt_field=d.prompt_field,
+                        answer_field=None if d.answer_field == "answer" else d.answer_field, on_bad_row=d.on_bad_row)
 
 
 def eval_set_name(spec: str) -> str:
@@ -61,10 +65,11 @@ def build_trainer(config: Config, **kwargs: Any) -> RLTrainer:
     Anything passed in ``kwargs`` (``model``/``tokenizer``, ``train_data``, ``eval_data``,
     ``rollout_metrics``) is used as given instead of being resolved.
     """
-    if kwargs.get("model") is None or kwargs.get("tokenizer") is None:
-        kwargs["model"], kwargs["tokenizer"] = resolve_model(config)
+    # Data first: a missing or malformed file is reported before minutes of model loading.
     if kwargs.get("train_data") is None:
         kwargs["train_data"] = resolve_data(config.data.train, config)
     if kwargs.get("eval_data") is None:
         kwargs["eval_data"] = load_eval_sets(config)
+    if kwargs.get("model") is None or kwargs.get("tokenizer") is None:
+        kwargs["model"], kwargs["tokenizer"] = resolve_model(config)
     return RLTrainer(config, **kwargs)

@@ -1,4 +1,4 @@
-"""Outcome advantages and DAPO's reward-side tools (ALGORITHMS.md §1, §7).
+"""Outcome advantages (GRPO, Dr. GRPO, RLOO) and DAPO's reward-side tools (``docs/algorithms.md``).
 
 Shapes: ``N`` rollouts; rollouts of the same prompt share one integer ``group_id``.
 """
@@ -33,7 +33,8 @@ def group_advantages(
 
     A group of one gets mean 0 and std 1 (verl's convention), so ``A_i = R_i / (1 + eps)`` under GRPO.
     A group whose rewards are all identical gets exactly 0. (verl computes ``0/(0+eps)``, which is exactly 0
-    for 0/1 rewards but can leave ~1e-3 of round-off for non-dyadic rewards; clipo returns the exact 0.)
+    for 0/1 rewards but not for non-dyadic ones: in float32, eight rewards of 0.7 give |A| ≈ 0.056; clipo
+    returns the exact 0.)
     Means and deviations are accumulated in float64 and the result is cast back to ``rewards.dtype``.
 
     Args:
@@ -72,6 +73,49 @@ def group_advantages(
         scale = torch.where(singleton, torch.ones_like(r), std[index])
         centered = centered / (scale + eps)
     return centered.to(rewards.dtype)
+
+
+@torch.no_grad()
+def rloo_advantages(rewards: Tensor, group_ids: Tensor) -> Tensor:
+    """RLOO's leave-one-out advantages: each rollout is compared with the mean of the OTHER rollouts of its group.
+
+    For rollout ``i`` in group ``g`` with ``G = |g|``::
+
+        A_i = R_i − (1 / (G − 1)) · Σ_{j ∈ g, j ≠ i} R_j   =   G / (G − 1) · (R_i − mean_g R)      (G > 1)
+        A_i = 0                                                                                 (G = 1)
+
+    The baseline of rollout ``i`` does not depend on ``R_i``, so the estimate is unbiased (Kool et al. 2019,
+    "Buy 4 REINFORCE samples, get a baseline for free"; Ahmadian et al. 2024). A group of one has no other
+    rollout to compare with and gets 0. A group whose rewards are all identical gets exactly 0 (the sums can
+    leave round-off for non-dyadic rewards). There is no std scaling. Sums are accumulated in float64 and the
+    result is cast back to ``rewards.dtype``.
+
+    Args:
+        rewards: ``[N]`` scalar reward per rollout.
+        group_ids: ``[N]`` integer id of each rollout's prompt; ids need not be contiguous or sorted.
+
+    Returns:
+        ``[N]`` advantages, no gradient; they sum to 0 within every group.
+    """
+    if rewards.dim() != 1 or group_ids.shape != rewards.shape:
+        raise ValueError(
+            f"rloo_advantages: rewards and group_ids must both be [N]; got {tuple(rewards.shape)} and "
+            f"{tuple(group_ids.shape)} (sum token-level rewards over the last dim first)"
+        )
+    if rewards.numel() == 0:
+        return rewards.clone()
+    index, num_groups = _group_index(group_ids)
+    r = rewards.double()
+    counts = torch.zeros(num_groups, dtype=torch.float64, device=r.device).index_add_(0, index, torch.ones_like(r))
+    sums = torch.zeros_like(counts).index_add_(0, index, r)
+    others = counts[index] - 1  # [N] G − 1
+    baseline = (sums[index] - r) / others.clamp(min=1)  # mean of the other rollouts of the group
+    advantages = torch.where(others > 0, r - baseline, torch.zeros_like(r))
+    group_max = torch.full_like(counts, -torch.inf).scatter_reduce_(0, index, r, reduce="amax")
+    group_min = torch.full_like(counts, torch.inf).scatter_reduce_(0, index, r, reduce="amin")
+    constant = (group_max == group_min)[index]
+    advantages = torch.where(constant, torch.zeros_like(advantages), advantages)
+    return advantages.to(rewards.dtype)
 
 
 def overlong_penalty(lengths: Tensor, *, max_len: int, cache_len: int, factor: float = 1.0) -> Tensor:

@@ -1,4 +1,4 @@
-"""Per-token KL estimators between the policy and a reference (ALGORITHMS.md §2).
+"""Per-token KL estimators between the policy and a reference (docs/algorithms.md#kl-estimators).
 
 Tokens are sampled from the policy, so with ``δ = logp − ref_logp`` each estimator is an (approximately)
 unbiased per-token estimate of ``KL(π ‖ π_ref)`` (Schulman's k1, k2, k3).

@@ -2,7 +2,7 @@
 
 Every policy loss in clipo first computes a per-token loss ``L`` of shape ``[N, L]`` (N rollouts, L padded
 response tokens) and then reduces it with :func:`aggregate`. The reduction is where GRPO, DAPO and Dr. GRPO
-differ, so each mode is spelled out here with its formula (``../shared/ALGORITHMS.md`` §3).
+differ, so each mode is spelled out here with its formula (``docs/algorithms.md#aggregation-modes``).
 
 Notation: ``m[i, t]`` is the response mask (1 on valid tokens), ``n_i = Σ_t m[i, t]`` the length of rollout
 ``i`` and ``v_i = [n_i > 0]`` marks non-empty rollouts.
@@ -29,7 +29,7 @@ AGGREGATION_MODES: tuple[str, ...] = (
     "seq-mean-token-sum-constlen",
 )
 
-# verl's guard against empty denominators; part of the reference values (ALGORITHMS.md §3).
+# verl's guard against empty denominators; part of the reference values (docs/algorithms.md#aggregation-modes).
 _EPS = 1e-8
 
 

@@ -1,8 +1,9 @@
-"""Policy-gradient losses of the base algorithms (ALGORITHMS.md §4, §8, §9).
+"""Policy-gradient losses of the base algorithms (``docs/algorithms.md``).
 
 Each function returns a :class:`PolicyLoss` ``(loss, metrics)``: ``loss`` is the scalar to MINIMISE (the
 negative of the paper's objective) and ``metrics`` holds detached scalar tensors (no ``.item()`` here, so
-nothing forces a device sync).
+nothing forces a device sync). Which algorithm uses which loss is the registry's business
+(:mod:`clipo.core.algorithms`).
 
 Shapes: ``N`` rollouts, ``L`` padded response tokens. ``logp``/``old_logp`` are ``[N, L]`` log-probs of the
 sampled tokens under π_θ and π_old; ``mask`` is ``[N, L]``; ``advantages`` is ``[N]`` (one per rollout) or
@@ -219,5 +220,3 @@ def gmpo_loss(
         }
     return PolicyLoss(loss, metrics)
 
-
-POLICY_LOSSES = {"ppo_clip": ppo_clip_loss, "gspo": gspo_loss, "gmpo": gmpo_loss}

@@ -4,7 +4,14 @@ transformers-version shims shared with the rollout code, and the download-free t
 Layer: above ``clipo.core``; below ``clipo.rollout`` and ``clipo.training``. Imports transformers.
 """
 from clipo.models.compat import dtype_kwarg
-from clipo.models.forward import POOLING_MODES, ForwardOutput, plan_micro_batches, policy_forward, pool_hidden, token_logp
+from clipo.models.forward import (
+    POOLING_MODES,
+    ForwardOutput,
+    plan_micro_batches,
+    policy_forward,
+    pool_hidden,
+    token_logp,
+)
 from clipo.models.loading import (
     LoraSpec,
     adapters_disabled,

@@ -9,7 +9,7 @@ P columns and the response right-padded to L columns, so response token o_t sits
   lm_head input, read with a hook on the lm_head) at the response token columns P + t, i.e. h(o_t) is
   the state computed *from* o_t.
   - "mean":     h̄ = Σ_{t<|o|} h(o_t) / |o|                         (zero vector when |o| = 0)
-  - "official": h̄ = Σ_{t<|o|−1} h(o_t) / |o|   (CLIPO's sglang patch, ALGORITHMS.md §10.1: decode inputs
+  - "official": h̄ = Σ_{t<|o|−1} h(o_t) / |o|   (CLIPO's sglang patch, docs/algorithms.md#clipo: decode inputs
                 are every response token except the last, divided by |o|; |o| ≤ 1 gives the zero vector,
                 where the official code would crash on an empty list).
 Position ids are `cumsum(attention_mask) − 1`, so each row is computed exactly as its unpadded sequence.

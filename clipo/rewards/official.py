@@ -1,6 +1,6 @@
 """The CLIPO paper's scorer, reproduced from its description (``mode="official"``).
 
-Behaviour (see ``shared/data/clipo/README.md``): keep the text after the last ``</think>``; take the
+Behaviour (see ``docs/algorithms.md#verifiers``): keep the text after the last ``</think>``; take the
 content of the last ``\\boxed{`` (exactly that spelling); multiple choice compares
 ``content.split('.')[0].strip() == ground_truth`` case-sensitively; everything else is equal after a
 Hendrycks-style (MATH) string normalisation, or by a numeric/sympy check in which an integer ground truth
@@ -97,8 +97,8 @@ def _sympy_equal(pred: str, gold: str) -> bool:
     except ValueError:
         pass
     try:
-        from latex2sympy2_extended import latex2sympy
         import sympy
+        from latex2sympy2_extended import latex2sympy
 
         return bool(sympy.simplify(latex2sympy(p) - latex2sympy(g)) == 0)
     except Exception:  # noqa: BLE001 - unparseable input is simply "not equal", as in the original

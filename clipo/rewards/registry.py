@@ -25,8 +25,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .extract import extract_candidates
 from .limits import GLOBAL_STATS, VerificationTimeout, VerifierStats, time_limit
-from .scoring import DEFAULT_TIMEOUT_S, robust_score
 from .official import official_score
+from .scoring import DEFAULT_TIMEOUT_S, robust_score
 
 __all__ = [
     "RewardFn", "register_reward", "get_reward", "reward_for_source", "CombinedReward", "call_reward",

@@ -10,8 +10,8 @@ Layer: above `clipo.models`; below `clipo.training`.
 """
 
 from clipo.rollout.base import RolloutEngine
-from clipo.rollout.hf import HFGenerateEngine, eos_token_ids
 from clipo.rollout.factory import ENGINES, make_engine, register_engine
+from clipo.rollout.hf import HFGenerateEngine, eos_token_ids
 from clipo.rollout.types import FINISH_REASONS, RolloutBatch, SamplingParams
 
 __all__ = ["ENGINES", "FINISH_REASONS", "HFGenerateEngine", "RolloutBatch", "RolloutEngine", "SamplingParams", "eos_token_ids",

@@ -1,6 +1,6 @@
 """Atomic, resumable checkpoints.
 
-Layout of ``<output_dir>/checkpoints``::
+Layout of ``<output_dir>/checkpoints`` (names owned by :mod:`clipo.training.run_folder`; docs/architecture.md)::
 
     step_000010/            policy (save_pretrained, safetensors), tokenizer, head/, trainer_state.pt
     step_000020/
@@ -21,13 +21,22 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
-STATE_FILE = "trainer_state.pt"
-LATEST = "latest"
+from clipo.training.run_folder import (
+    CHECKPOINT_HEAD,
+    CHECKPOINT_POLICY,
+    CHECKPOINT_STATE,
+    LATEST,  # noqa: F401 - re-exported under its old name
+    RunFolder,
+    write_text_atomic,
+)
+
+STATE_FILE = CHECKPOINT_STATE  # the old name, kept for callers
 
 
 def checkpoint_root(output_dir: str | Path) -> Path:
-    return Path(output_dir) / "checkpoints"
+    return RunFolder(output_dir).checkpoints
 
 
 def rng_state() -> dict[str, Any]:
@@ -74,52 +83,51 @@ def save_checkpoint(
     keep: int = 2,
 ) -> Path:
     """Write checkpoint ``step`` atomically; prune all but the newest ``keep``; return its folder."""
-    root = checkpoint_root(output_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:06d}"
-    tmp = root / f".tmp_step_{step:06d}_{os.getpid()}"
+    run = RunFolder(output_dir)
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    final = run.checkpoint(step)
+    tmp = run.checkpoint_tmp(step)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    model.save_pretrained(tmp / "policy", safe_serialization=True)
+    model.save_pretrained(tmp / CHECKPOINT_POLICY, safe_serialization=True)
     if tokenizer is not None:
-        tokenizer.save_pretrained(tmp / "policy")
+        tokenizer.save_pretrained(tmp / CHECKPOINT_POLICY)
     if head is not None:
-        head.save_pretrained(tmp / "head")
-    torch.save(state, tmp / STATE_FILE)
+        head.save_pretrained(tmp / CHECKPOINT_HEAD)
+    torch.save(state, tmp / CHECKPOINT_STATE)
     _fsync_tree(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _write_atomic(root / LATEST, final.name)
-    _prune(root, keep)
+    write_text_atomic(run.latest_pointer, final.name)
+    _prune(run, keep)
     return final
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
     """The newest complete checkpoint folder, or None. Falls back to scanning when ``latest`` is missing."""
-    root = checkpoint_root(output_dir)
-    pointer = root / LATEST
+    run = RunFolder(output_dir)
+    pointer = run.latest_pointer
     if pointer.is_file():
-        candidate = root / pointer.read_text().strip()
-        if (candidate / STATE_FILE).is_file():
+        candidate = run.checkpoints / pointer.read_text().strip()
+        if run.is_complete_checkpoint(candidate):
             return candidate
-    complete = sorted(p for p in root.glob("step_*") if (p / STATE_FILE).is_file()) if root.is_dir() else []
+    complete = [p for p in run.checkpoint_folders() if run.is_complete_checkpoint(p)]
     return complete[-1] if complete else None
+
+
+def load_policy_weights(checkpoint: str | Path) -> dict[str, torch.Tensor]:
+    """The policy tensors a checkpoint holds (its safetensors shards merged), for resume."""
+    weights: dict[str, torch.Tensor] = {}
+    for shard in sorted((Path(checkpoint) / CHECKPOINT_POLICY).glob("*.safetensors")):
+        weights.update(load_file(str(shard)))
+    return weights
 
 
 def load_state(checkpoint: str | Path) -> dict[str, Any]:
     """Read ``trainer_state.pt`` with ``weights_only=True`` (no arbitrary code runs on load)."""
-    return torch.load(Path(checkpoint) / STATE_FILE, map_location="cpu", weights_only=True)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    return torch.load(Path(checkpoint) / CHECKPOINT_STATE, map_location="cpu", weights_only=True)
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -129,9 +137,9 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(handle.fileno())
 
 
-def _prune(root: Path, keep: int) -> None:
-    complete = sorted(p for p in root.glob("step_*") if p.is_dir())
+def _prune(run: RunFolder, keep: int) -> None:
+    complete = run.checkpoint_folders()
     for old in complete[: max(0, len(complete) - max(keep, 1))]:
         shutil.rmtree(old, ignore_errors=True)
-    for stale in root.glob(".tmp_step_*"):
+    for stale in run.stale_checkpoint_tmps():
         shutil.rmtree(stale, ignore_errors=True)

@@ -2,8 +2,8 @@
 
 Each field carries its help text once (``metadata["help"]``); the CLI's ``clipo config`` listing and the
 validation errors read it from there. Unknown keys are errors that name the key and the closest valid one.
-Algorithm presets (``algorithm.name``) fill every knob left at ``None`` with that paper's defaults, so a user
-can override any single knob and keep the rest.
+Algorithm presets (``algorithm.name``, looked up in the registry :mod:`clipo.core.algorithms`) fill every knob
+left at ``None`` with that paper's defaults, so a user can override any single knob and keep the rest.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from clipo.core.algorithms import ALGORITHMS
 from clipo.core.contrastive import CONTRASTIVE_KINDS, CONTRASTIVE_LEVELS, DISTANCES, HEAD_KINDS
 from clipo.core.kl import KL_KINDS
 from clipo.core.ops import AGGREGATION_MODES
@@ -54,6 +55,7 @@ class ModelConfig:
 class DataConfig:
     train: str | None = _f("builtin:arithmetic", "Training prompts: a parquet/JSONL/CSV file, or 'builtin:arithmetic'.")
     eval: list[str] = _f([], "Evaluation files (a list, or one comma-separated string).")
+    root: str | None = _f(None, "Folder where relative data paths not found from the working directory are looked up (default: $CLIPO_DATA_DIR). For the paper recipes: the official CLIPO repository's data folder.")
     prompt_field: str = _f("prompt", "Column holding the prompt (text or chat messages) in JSONL/CSV files.")
     answer_field: str = _f("answer", "Column holding the ground truth in JSONL/CSV files.")
     on_bad_row: str = _f("raise", "'raise' stops at a malformed row (naming file, row, field); 'skip' skips and counts.")
@@ -73,9 +75,9 @@ class RewardConfig:
 
 @dataclass
 class AlgorithmConfig:
-    name: str = _f("grpo", "Base algorithm: grpo, dr_grpo, dapo, gspo or gmpo. Knobs left at null take its paper's defaults.")
-    scale_by_std: bool | None = _f(None, "Divide advantages by the group std (GRPO) or not (Dr. GRPO).")
-    adv_eps: float | None = _f(None, "Epsilon added to the group std.")
+    name: str = _f("grpo", "Base algorithm: grpo, dr_grpo, dapo, gspo, gmpo, rloo (or one added with clipo.core.algorithms.register_algorithm). Knobs left at null take its paper's defaults.")
+    scale_by_std: bool | None = _f(None, "Divide advantages by the group std (GRPO) or not (Dr. GRPO); RLOO's leave-one-out advantage ignores it.")
+    adv_eps: float | None = _f(None, "Epsilon added to the group std (when scale_by_std).")
     loss_agg: str | None = _f(None, "Loss aggregation: token-mean, seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm, seq-mean-token-sum-constlen.")
     norm_len: int | None = _f(None, "Constant length of Dr. GRPO's normalisation (default: rollout.max_new_tokens).")
     eps_low: float | None = _f(None, "Lower clip range (ratio ≥ 1 − eps_low; GMPO: log space).")
@@ -177,36 +179,16 @@ class Config:
 
 # ------------------------------------------------------------------------------------------ presets
 
-#: Each base algorithm's defaults for the knobs left at None (ALGORITHMS.md §5-§9).
-ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
-    # verl's GRPO as the CLIPO scripts run it: token-mean, symmetric 0.2 clip, dual clip 3, k3 KL loss 0.001.
-    "grpo": dict(scale_by_std=True, adv_eps=1e-6, loss_agg="token-mean", eps_low=0.2, eps_high=0.2, dual_clip=3.0,
-                 kl_coef=0.001, dynamic_sampling=False, overlong_penalty=False, incorrect_score=0.0),
-    # Dr. GRPO: no std, per-sequence token sums over a constant length, no KL.
-    "dr_grpo": dict(scale_by_std=False, adv_eps=1e-6, loss_agg="seq-mean-token-sum-constlen", eps_low=0.2, eps_high=0.2,
-                    dual_clip=0.0, kl_coef=0.0, dynamic_sampling=False, overlong_penalty=False, incorrect_score=0.0),
-    # DAPO: clip-higher, token-mean, no KL, ±1 rule reward, overlong shaping, dynamic sampling.
-    "dapo": dict(scale_by_std=True, adv_eps=1e-6, loss_agg="token-mean", eps_low=0.2, eps_high=0.28, dual_clip=10.0,
-                 kl_coef=0.0, dynamic_sampling=True, overlong_penalty=True, incorrect_score=-1.0),
-    # GSPO: sequence-level ratio clipping with tiny ranges; the loss fixes its own aggregation.
-    "gspo": dict(scale_by_std=True, adv_eps=1e-6, loss_agg="seq-mean-token-mean", eps_low=3e-4, eps_high=4e-4, dual_clip=0.0,
-                 kl_coef=0.0, dynamic_sampling=False, overlong_penalty=False, incorrect_score=0.0),
-    # GMPO: geometric mean of token ratios, log-space clip 0.4, no KL.
-    "gmpo": dict(scale_by_std=True, adv_eps=1e-6, loss_agg="token-mean", eps_low=0.4, eps_high=0.4, dual_clip=0.0,
-                 kl_coef=0.0, dynamic_sampling=False, overlong_penalty=False, incorrect_score=0.0),
-}
-
 
 def resolve_algorithm(config: Config) -> Config:
     """Fill the algorithm knobs left at None from ``algorithm.name``'s preset (in place; returns config)."""
     algo = config.algorithm
-    preset = ALGORITHM_PRESETS.get(algo.name)
-    if preset is None:
-        raise ConfigError(
-            f"algorithm.name: unknown algorithm {algo.name!r}; choose one of {', '.join(ALGORITHM_PRESETS)}"
-        )
-    for key, value in preset.items():
+    if algo.name not in ALGORITHMS:
+        raise ConfigError(f"algorithm.name: unknown algorithm {algo.name!r}; choose one of {', '.join(ALGORITHMS)}")
+    for key, value in ALGORITHMS[algo.name].preset.items():
         section = config.reward if key == "incorrect_score" else algo
+        if not hasattr(section, key):
+            raise ConfigError(f"algorithm {algo.name!r}: its preset sets {key!r}, which is not an algorithm.* knob")
         if getattr(section, key) is None:
             setattr(section, key, value)
     if algo.norm_len is None:
@@ -311,7 +293,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         return key.strip(), raw
 
 
-RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"  # clipo/recipes: shipped with the package
 
 
 def resolve_recipe(path: str | Path) -> Path:

@@ -4,12 +4,12 @@ With P processes, every process draws the same global batch of ``P·B`` prompts 
 ``B`` (so a prompt's group never spans processes). The contrastive head is replicated: every process gathers
 the pooled embeddings, correctness and (offset) group ids of all processes, takes the *same* head step on the
 *same* global batch (so the copies stay identical without any parameter synchronisation, and the batch and
-cross levels see every rollout), and keeps the rewards of its own rows. On one process all of this is the
-identity.
+cross levels see every rollout), and keeps the rewards of its own rows. The policy's gradients are summed
+over processes after each mini-batch (:func:`sync_gradients`). On one process all of this is the identity.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -74,3 +74,26 @@ def all_reduce_min(value: Tensor) -> Tensor:
     smallest = value.clone()
     torch.distributed.all_reduce(smallest, op=torch.distributed.ReduceOp.MIN)
     return smallest
+
+
+def sync_gradients(parameters: Iterable[Tensor], finite: bool) -> bool:
+    """Sum the gradients of ``parameters`` over processes; False (and nothing summed) if any process saw a NaN/inf.
+
+    Each process's loss is its share of the global mean (the losses divide by denominators summed over
+    processes, :func:`clipo.core.loss.mini_batch_denominators`), so the summed gradient is the gradient of the
+    whole global mini-batch. ``finite`` says whether this process's loss was finite; one non-finite loss
+    anywhere skips the update everywhere, so the replicas stay identical. A parameter that got no gradient
+    here contributes zeros. Returns whether the update goes ahead (``finite`` itself on one process).
+    """
+    _, size = world()
+    if size == 1:
+        return finite
+    params = [p for p in parameters if p.requires_grad]
+    device = params[0].device if params else torch.device("cpu")
+    finite = bool(all_reduce_sum(torch.tensor(0.0 if finite else 1.0, device=device)) == 0)
+    if finite:
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            torch.distributed.all_reduce(p.grad)
+    return finite

@@ -1,12 +1,17 @@
-"""Where a run's numbers go: ``metrics.jsonl`` (one line per step), TensorBoard, optional wandb, samples."""
+"""Where a run's numbers go: ``metrics.jsonl`` (one line per step), TensorBoard, optional wandb, samples.
+
+The file names and line shapes belong to :mod:`clipo.training.run_folder` (docs/architecture.md); this module
+decides what is logged when.
+"""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from clipo.training.run_folder import EvalRecord, MetricsRow, RunFolder, append_jsonl, read_jsonl, truncate_jsonl
 
 
 def to_float(value: Any) -> float:
@@ -31,23 +36,22 @@ class MetricsLogger:
                  resume_step: int | None = None, config: dict | None = None, enabled: bool = True):
         self.enabled = enabled
         self.dir = Path(output_dir)
+        self.run = RunFolder(self.dir)
         self._tb = self._wandb = None
         if not enabled:  # a non-main data-parallel process: metrics are written by the main one
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.metrics_path = self.dir / "metrics.jsonl"
-        self.samples_path = self.dir / "samples.jsonl"
-        self.eval_path = self.dir / "eval.jsonl"
-        for path in (self.metrics_path, self.samples_path, self.eval_path):
+        self.metrics_path, self.samples_path, self.eval_path = self.run.jsonl_logs
+        for path in self.run.jsonl_logs:
             if resume_step is None:
                 path.unlink(missing_ok=True)
             else:
-                _truncate_after(path, resume_step)
+                truncate_jsonl(path, resume_step)
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(self.dir / "tensorboard"), purge_step=None if resume_step is None else resume_step + 1)
+            self._tb = SummaryWriter(log_dir=str(self.run.tensorboard), purge_step=None if resume_step is None else resume_step + 1)
         self._wandb = None
         if wandb_project:
             try:
@@ -60,8 +64,8 @@ class MetricsLogger:
         values = {key: to_float(value) for key, value in metrics.items()}
         if not self.enabled:
             return values
-        with open(self.metrics_path, "a") as handle:
-            handle.write(json.dumps({"step": step, **{k: _json_number(v) for k, v in values.items()}}) + "\n")
+        row: MetricsRow = {"step": step, **{k: _json_number(v) for k, v in values.items()}}
+        append_jsonl(self.metrics_path, [row])
         if self._tb is not None:
             for key, value in values.items():
                 if math.isfinite(value):
@@ -73,15 +77,13 @@ class MetricsLogger:
     def log_samples(self, step: int, samples: list[dict[str, Any]]) -> None:
         if not self.enabled:
             return
-        with open(self.samples_path, "a") as handle:
-            for sample in samples:
-                handle.write(json.dumps({"step": step, **sample}) + "\n")
+        append_jsonl(self.samples_path, [{"step": step, **sample} for sample in samples])
 
     def log_eval(self, step: int, results: dict[str, dict[str, float]]) -> None:
         if not self.enabled:
             return
-        with open(self.eval_path, "a") as handle:
-            handle.write(json.dumps({"step": step, "results": results}) + "\n")
+        record: EvalRecord = {"step": step, "results": results}
+        append_jsonl(self.eval_path, [record])
         flat = {f"eval/{name}/{key}": value for name, res in results.items() for key, value in res.items()
                 if isinstance(value, (int, float))}
         if self._tb is not None:
@@ -97,15 +99,6 @@ class MetricsLogger:
             self._wandb.finish()
 
 
-def _truncate_after(path: Path, step: int) -> None:
-    """Keep the lines of ``path`` whose ``step`` is at most ``step``."""
-    if not path.is_file():
-        return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
-    path.write_text("".join(line + "\n" for line in kept))
-
-
-def read_metrics(output_dir: str | Path) -> list[dict[str, Any]]:
-    """The rows of a run's ``metrics.jsonl``."""
-    path = Path(output_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+def read_metrics(output_dir: str | Path) -> list[MetricsRow]:
+    """The rows of a run's ``metrics.jsonl`` ([] when there is none; ValueError on an unreadable line)."""
+    return read_jsonl(RunFolder(output_dir).metrics)

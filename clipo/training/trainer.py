@@ -1,4 +1,4 @@
-"""The RL training loop: one step is the numbered story of ``docs`` / DESIGN.md, every formula a math-layer call.
+"""The RL training loop: one step is a numbered story, every formula a math-layer call (``docs/algorithms.md``).
 
     1. draw B prompts and sample n rollouts each                         (rollout engine)
     2. verify them                                                       (clipo.rewards)
@@ -7,136 +7,68 @@
     5. one no-grad teacher-forced forward: old log-probs + embeddings    (clipo.models.forward.policy_forward)
     6. reference log-probs, when KL is on
     7. CLIPO head step and contrastive reward                            (HeadTrainer)
-    8. group advantages on verifiable + overlong + contrastive reward    (group_advantages)
-    9. policy update: epochs × mini-batches × micro-batches              (POLICY_LOSS[algorithm])
+    8. advantages on verifiable + overlong + contrastive reward          (ALGORITHMS[name].advantage)
+    9. policy update: epochs × mini-batches × micro-batches              (micro_batch_loss, ALGORITHMS[name])
    10. learning-rate schedule, metrics, samples
 
-The trainer is single-process today; it runs under ``accelerate`` so data parallelism (each process draws
-its own prompts and keeps each prompt's group) can be added without restructuring.
+The algorithm (advantage, policy loss, its denominator) is one entry of :mod:`clipo.core.algorithms`. With
+several processes (``accelerate launch``) each draws its own share of the prompts and keeps each prompt's
+groups whole; see :mod:`clipo.training.distributed`.
 """
 from __future__ import annotations
 
-import math
 import time
 import warnings
-from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from accelerate import Accelerator
-from safetensors.torch import load_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from clipo.core.advantages import group_advantages, informative_groups, overlong_penalty
+from clipo.core.advantages import informative_groups, overlong_penalty
+from clipo.core.algorithms import get_algorithm
 from clipo.core.contrastive import ContrastiveHead
+from clipo.core.loss import micro_batch_loss, mini_batch_denominators
 from clipo.models import make_reference_model, policy_forward
 from clipo.rollout import RolloutBatch, make_engine
-from clipo.training.checkpoint import latest_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
+from clipo.training.checkpoint import (
+    latest_checkpoint,
+    load_policy_weights,
+    load_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from clipo.training.config import Config, save_config
-from clipo.training.distributed import all_gather_rows, all_reduce_min, all_reduce_sum, global_group_ids, shard
-from clipo.core.kl import kl_estimate
-from clipo.core.ops import aggregate, masked_mean
+from clipo.training.distributed import (
+    all_gather_rows,
+    all_reduce_min,
+    all_reduce_sum,
+    global_group_ids,
+    shard,
+    sync_gradients,
+)
 from clipo.training.evaluation import evaluate_all
 from clipo.training.head import HeadTrainer
 from clipo.training.pipeline import render_fn, sampling_params, score_responses
-from clipo.core.policy_losses import gmpo_loss, gspo_loss, ppo_clip_loss
-from clipo.training.tracking import MetricsLogger, to_float
+from clipo.training.run_folder import EmbeddingSnapshot, RunFolder, SampleRecord
+from clipo.training.step import StepBatch, algorithm_knobs, batch_metrics, derive_seed, lr_factor, snapshot_schedule
+from clipo.training.tracking import MetricsLogger
 
 
 class NonFiniteLossError(RuntimeError):
     """Raised after ``trainer.max_nonfinite_steps`` consecutive updates whose loss or gradient was NaN/inf."""
 
 
-def derive_seed(*parts: int) -> int:
-    """A deterministic 63-bit seed from integers (run seed, step, round, ...), independent of RNG state."""
-    value = 0x9E3779B97F4A7C15
-    for part in parts:
-        value = (value ^ (int(part) + 0x9E3779B97F4A7C15 + (value << 6) + (value >> 2))) & 0xFFFFFFFFFFFFFFFF
-    return value & 0x7FFFFFFFFFFFFFFF
-
-
-def lr_factor(step: int, *, warmup: int, total: int, schedule: str) -> float:
-    """Multiplier of the base LR after ``step`` scheduler steps: linear warm-up, then constant/linear/cosine decay."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    if schedule == "linear":
-        return 1.0 - progress
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def _policy_loss(config: Config) -> Callable[..., Any]:
-    """The algorithm's loss with its knobs bound: ``(logp, old_logp, adv, mask, global_count) -> PolicyLoss``."""
-    a = config.algorithm
-    if a.name == "gspo":
-        return lambda logp, old, adv, mask, count: gspo_loss(
-            logp, old, adv, mask, eps_low=a.eps_low, eps_high=a.eps_high, variant=a.gspo_variant, global_count=count)
-    if a.name == "gmpo":
-        return lambda logp, old, adv, mask, count: gmpo_loss(
-            logp, old, adv, mask, eps_low=a.eps_low, eps_high=a.eps_high, global_count=count)
-    return lambda logp, old, adv, mask, count: ppo_clip_loss(
-        logp, old, adv, mask, eps_low=a.eps_low, eps_high=a.eps_high, dual_clip=a.dual_clip or None,
-        agg=a.loss_agg, norm_len=a.norm_len, global_count=count)
-
-
-# What each aggregation mode divides by, so the micro-batches of a mini-batch can share its global denominator.
-_AGG_COUNT_KIND = {"token-mean": "tokens", "seq-mean-token-sum": "sequences", "seq-mean-token-mean": "sequences",
-                   "seq-mean-token-sum-constlen": "rows", "seq-mean-token-sum-norm": "none"}
-
-
-def _loss_count_kind(config: Config) -> str:
-    """The policy loss's denominator: GMPO averages rows, GSPO non-empty sequences, the rest follow loss_agg."""
-    name = config.algorithm.name
-    return "rows" if name == "gmpo" else "sequences" if name == "gspo" else _AGG_COUNT_KIND[config.algorithm.loss_agg]
-
-
-def _global(count: Tensor | None, device: torch.device) -> Tensor | None:
-    """A loss denominator summed over processes (so each process's loss is its share of the global mean)."""
-    return None if count is None else all_reduce_sum(count.to(device))
-
-
-def _count(mask: Tensor, kind: str) -> Tensor | None:
-    if kind == "tokens":
-        return mask.sum().float()
-    if kind == "sequences":
-        return (mask.sum(-1) > 0).sum().float().clamp(min=1)
-    if kind == "rows":
-        return torch.tensor(float(max(mask.shape[0], 1)))
-    return None
-
-
-@dataclass
-class StepBatch:
-    """The rollouts of one step and everything computed from them (N rollouts, L response tokens)."""
-
-    rollouts: Any  # clipo.rollout.RolloutBatch
-    examples: list  # [N] the PromptExample of each rollout
-    scores: Tensor  # [N] verifier score (shaped for the algorithm, e.g. ±1 for DAPO)
-    correct: Tensor  # [N] bool, verifier score > 0
-    overlong: Tensor  # [N] DAPO overlong penalty (0 when off)
-    contrastive: Tensor  # [N] CLIPO reward (0 when off)
-    rewards: Tensor  # [N] total reward fed to the advantage
-    advantages: Tensor  # [N]
-    old_logp: Tensor  # [N, L]
-    ref_logp: Tensor | None  # [N, L]
-    entropy: Tensor  # [N, L]
-    pooled: Tensor  # [N, H] pooled last-layer hidden states (detached)
-    extras: dict = field(default_factory=dict)  # per-rollout [N] values added by rollout_metrics hooks
-    train_forward: Any = None  # step 5's forward with its autograd graph, when it doubles as the training forward
-
-
 class RLTrainer:
-    """Trains a causal LM with GRPO / Dr. GRPO / DAPO / GSPO / GMPO, with CLIPO on or off.
+    """Trains a causal LM with any registered algorithm (GRPO, Dr. GRPO, DAPO, GSPO, GMPO, RLOO), CLIPO on or off.
 
     It receives the policy, its tokenizer, the training :class:`clipo.data.PromptDataset` and the eval sets
-    ``{name: PromptDataset}`` as objects (``clipo.apps.specs.build_trainer`` resolves them from a config). ``rollout_metrics(batch)`` adds task-specific metrics per step (the CPU
-    demo's process checker uses it), and ``StepBatch.extras`` carries per-rollout values it wants saved
-    with the embedding snapshots.
+    ``{name: PromptDataset}`` as objects (``clipo.apps.specs.build_trainer`` resolves them from a config).
+    ``rollout_metrics(batch)`` adds task-specific metrics per step (the CPU demo's process checker uses it), and
+    ``StepBatch.extras`` carries per-rollout values it wants saved with the embedding snapshots.
     """
 
     def __init__(self, config: Config, *, model: Any, tokenizer: Any, train_data: Any,
@@ -171,10 +103,12 @@ class RLTrainer:
         if config.algorithm.kl_coef > 0:
             self.reference = make_reference_model(self.model).to(self.device)
         self.head_trainer = self._build_head() if config.clipo.enabled else None
-        self.loss_fn = _policy_loss(config)
-        self.count_kind = _loss_count_kind(config)
+        self.algorithm, self.knobs = get_algorithm(config.algorithm.name), algorithm_knobs(config)
+        # (logp, old_logp, adv, mask, global_count) -> PolicyLoss; an attribute so tests and benchmarks can wrap it.
+        self.loss_fn = self.algorithm.bind(self.knobs)
         self.step = 0
         self.nonfinite_streak = 0
+        self._last_batch: StepBatch | None = None  # the current step's batch; None when the step had none
         self.logger: MetricsLogger | None = None
         self.rollout_metrics = rollout_metrics
 
@@ -333,10 +267,9 @@ class RLTrainer:
             contrastive = result.rewards[own].cpu()
             metrics.update(result.metrics)
             metrics["time/head_s"] = torch.tensor(time.perf_counter() - start)
-        # 8. Group-relative advantages on the total reward.
+        # 8. The algorithm's advantages on the total reward (group-relative, or leave-one-out for RLOO).
         rewards = shaped + overlong + contrastive
-        advantages = group_advantages(rewards, rollouts.group_ids, scale_by_std=c.algorithm.scale_by_std,
-                                      eps=c.algorithm.adv_eps)
+        advantages = self.algorithm.advantage(rewards, rollouts.group_ids, self.knobs)
         batch = StepBatch(rollouts, examples, shaped, correct, overlong, contrastive, rewards, advantages,
                           forward.logp.detach(), ref_logp, forward.entropy.detach(), forward.pooled,
                           train_forward=forward if fused else None)
@@ -344,7 +277,7 @@ class RLTrainer:
 
     def update(self, batch: StepBatch) -> dict[str, Tensor]:
         """Step 9: ppo_epochs passes, each split into mini-batches of whole groups, each accumulated over micro-batches."""
-        c, t = self.config, self.config.trainer
+        t = self.config.trainer
         self.model.train()
         rollouts = batch.rollouts
         mask = rollouts.response_mask.float()
@@ -362,12 +295,13 @@ class RLTrainer:
         return {key: torch.stack(values).float().mean() for key, values in totals.items()}
 
     def _update_mini_batch(self, batch: StepBatch, rows: Tensor, mask: Tensor) -> dict[str, Tensor]:
-        c, t = self.config, self.config.trainer
+        """One optimizer step on the mini-batch ``rows``, accumulated over micro-batches (skipped on NaN/inf)."""
+        a, t = self.config.algorithm, self.config.trainer
         self.optimizer.zero_grad(set_to_none=True)
-        count = _global(_count(mask[rows], self.count_kind), self.device)
-        # KL and entropy are aggregated with loss_agg even where the policy loss fixes its own reduction.
-        kl_count = _global(_count(mask[rows], _AGG_COUNT_KIND[c.algorithm.loss_agg]), self.device)
-        want_entropy = c.algorithm.entropy_coef > 0
+        # Every micro-batch (and process) divides by the whole mini-batch's counts, so the gradients add up.
+        denominators = mini_batch_denominators(mask[rows], policy_kind=self.algorithm.count_kind(a.loss_agg),
+                                               loss_agg=a.loss_agg, reduce=lambda n: all_reduce_sum(n.to(self.device)))
+        want_entropy = a.entropy_coef > 0
         stats: dict[str, list[Tensor]] = {}
         finite = True
         for micro in torch.split(rows, self._micro_batch_rows()):
@@ -375,38 +309,20 @@ class RLTrainer:
                 out, batch.train_forward = batch.train_forward, None  # the fused on-policy forward of step 5
             else:
                 out = self._forward(self.model, batch.rollouts, with_grad=True, rows=micro, compute_entropy=want_entropy)
-            m = mask[micro].to(self.device)
-            share = micro.numel() / rows.numel()  # verl's micro-batch weighting, only for seq-mean-token-sum-norm
-            old = batch.old_logp[micro].to(self.device)
-            adv = batch.advantages[micro].to(self.device)
-            policy = self.loss_fn(out.logp, old, adv, m, count)
-            loss = policy.loss if count is not None else policy.loss * share
-            if self.reference is not None:
-                kl = kl_estimate(out.logp, batch.ref_logp[micro].to(self.device), c.algorithm.kl_kind)
-                kl_loss = aggregate(kl, m, c.algorithm.loss_agg, norm_len=c.algorithm.norm_len, global_count=kl_count)
-                loss = loss + c.algorithm.kl_coef * (kl_loss if kl_count is not None else kl_loss * share)
-                stats.setdefault("actor/kl", []).append(masked_mean(kl.detach(), m))
-            if want_entropy:
-                ent = aggregate(out.entropy, m, c.algorithm.loss_agg, norm_len=c.algorithm.norm_len, global_count=kl_count)
-                loss = loss - c.algorithm.entropy_coef * (ent if kl_count is not None else ent * share)
-            if not torch.isfinite(loss):
+            part = micro_batch_loss(
+                self.loss_fn, out.logp, batch.old_logp[micro].to(self.device), batch.advantages[micro].to(self.device),
+                mask[micro].to(self.device), denominators, loss_agg=a.loss_agg, norm_len=a.norm_len,
+                ref_logp=None if self.reference is None else batch.ref_logp[micro].to(self.device),
+                kl_coef=a.kl_coef, kl_kind=a.kl_kind, entropy=out.entropy if want_entropy else None,
+                entropy_coef=a.entropy_coef)
+            if not torch.isfinite(part.loss):
                 finite = False
                 break
-            self.accelerator.backward(loss)
-            stats.setdefault("actor/pg_loss", []).append(policy.loss.detach() * (1 if count is not None else share))
-            for key, value in policy.metrics.items():
+            self.accelerator.backward(part.loss)
+            for key, value in part.metrics.items():
                 stats.setdefault(f"actor/{key}", []).append(value)
         grad_norm = torch.tensor(float("nan"))
-        if self.world_size > 1:
-            # One NaN anywhere skips the update everywhere; otherwise sum the gradients: each process's loss is
-            # its share of the global mean (global_count above), so the sum is the gradient of the whole batch.
-            finite = bool(all_reduce_sum(torch.tensor(0.0 if finite else 1.0, device=self.device)) == 0)
-            if finite:
-                for p in self.model.parameters():
-                    if p.requires_grad:
-                        if p.grad is None:
-                            p.grad = torch.zeros_like(p)
-                        torch.distributed.all_reduce(p.grad)
+        finite = sync_gradients(self.model.parameters(), finite)
         if finite:
             params = [p for p in self.model.parameters() if p.requires_grad]
             max_norm = t.grad_clip if t.grad_clip > 0 else float("inf")
@@ -429,8 +345,9 @@ class RLTrainer:
         return summary
 
     def train_step(self) -> dict[str, float]:
-        """Run one RL step and return its metrics."""
+        """Run one RL step and return its metrics; its batch is ``self._last_batch`` (None for a skipped step)."""
         self.step += 1
+        self._last_batch = None  # a skipped step must not pass the previous step's batch off as its own
         step_start = time.perf_counter()
         rollouts, examples, scores, collect_stats = self.collect()
         metrics: dict[str, Any] = dict(collect_stats)
@@ -449,7 +366,7 @@ class RLTrainer:
             metrics["actor/update_skipped"] = 0.0
         metrics["time/update_s"] = time.perf_counter() - start
         self._step_scheduler()
-        metrics.update(self._step_metrics(batch))
+        metrics.update(batch_metrics(batch))
         if self.rollout_metrics is not None:
             metrics.update(self.rollout_metrics(batch))
         metrics["time/step_s"] = time.perf_counter() - step_start
@@ -465,43 +382,22 @@ class RLTrainer:
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
             self.scheduler.step()
 
-    def _step_metrics(self, batch: StepBatch) -> dict[str, Tensor]:
-        lengths = batch.rollouts.response_lengths.float()
-        mask = batch.rollouts.response_mask.float()
-        correct = batch.correct
-        nan = torch.tensor(float("nan"))
-        return {
-            "reward/mean": batch.rewards.mean(),
-            "reward/std": batch.rewards.std() if batch.rewards.numel() > 1 else nan,
-            "reward/verifier_mean": batch.scores.mean(),
-            "reward/accuracy": correct.float().mean(),
-            "reward/overlong_mean": batch.overlong.mean(),
-            "reward/contrastive_correct": batch.contrastive[correct].mean() if bool(correct.any()) else nan,
-            "reward/contrastive_incorrect": batch.contrastive[~correct].mean() if bool((~correct).any()) else nan,
-            "advantage/abs_mean": batch.advantages.abs().mean(),
-            "response/length_mean": lengths.mean(),
-            "response/length_max": lengths.max(),
-            "response/truncated_rate": batch.rollouts.truncated.float().mean(),
-            "actor/entropy": masked_mean(batch.entropy.cpu(), mask),
-        }
-
     def save_embeddings(self, batch: StepBatch) -> Path:
         """Write ``embeddings/step_XXXXXX.pt``: pooled states [N, H] (fp16), head outputs [N, D] when CLIPO is on,
-        correctness, group ids, rewards and any per-rollout extras, for the report's 2-D projections."""
-        folder = self.output_dir / "embeddings"
-        folder.mkdir(exist_ok=True)
-        snapshot = {"step": self.step, "pooled": batch.pooled.half().cpu(), "correct": batch.correct.cpu(),
-                    "group_ids": batch.rollouts.group_ids.cpu(), "contrastive_reward": batch.contrastive.cpu(),
-                    "extras": {k: torch.as_tensor(v).cpu() for k, v in batch.extras.items()}}
+        correctness, group ids, rewards and any per-rollout extras, for the report's 2-D projections
+        (the shape is :class:`clipo.training.run_folder.EmbeddingSnapshot`)."""
+        snapshot: EmbeddingSnapshot = {
+            "step": self.step, "pooled": batch.pooled.half().cpu(), "correct": batch.correct.cpu(),
+            "group_ids": batch.rollouts.group_ids.cpu(), "contrastive_reward": batch.contrastive.cpu(),
+            "extras": {k: torch.as_tensor(v).cpu() for k, v in batch.extras.items()}}
         if self.head_trainer is not None:
             with torch.no_grad():
                 snapshot["z"] = self.head_trainer.head(batch.pooled.to(self.device)).cpu()
-        path = folder / f"step_{self.step:06d}.pt"
-        torch.save(snapshot, path)
-        return path
+        return RunFolder(self.output_dir).write_snapshot(snapshot)
 
-    def samples(self, batch: StepBatch, count: int) -> list[dict[str, Any]]:
-        out = []
+    def samples(self, batch: StepBatch, count: int) -> list[SampleRecord]:
+        """The first ``count`` rollouts of ``batch`` as ``samples.jsonl`` records (the logger adds ``step``)."""
+        out: list[SampleRecord] = []
         for i in range(min(count, batch.rollouts.num_rollouts)):
             example = batch.examples[i]
             out.append({"group": int(batch.rollouts.group_ids[i]), "prompt": example.user_text(),
@@ -546,9 +442,7 @@ class RLTrainer:
         checkpoint = latest_checkpoint(self.output_dir)
         if checkpoint is None:
             return False
-        weights = {}
-        for shard in sorted((checkpoint / "policy").glob("*.safetensors")):
-            weights.update(load_file(str(shard)))
+        weights = load_policy_weights(checkpoint)
         target = self.accelerator.unwrap_model(self.model)
         missing, unexpected = target.load_state_dict(weights, strict=False)
         # Tied embeddings are saved once; anything else missing means a different model.
@@ -575,7 +469,7 @@ class RLTrainer:
         resumed = self.resume() if t.resume else False
         # Only the main process writes the run folder; the others train and keep in step.
         if self.is_main:
-            save_config(c, self.output_dir / "config.yaml")
+            save_config(c, RunFolder(self.output_dir).config)
         self.logger = MetricsLogger(self.output_dir, tensorboard=t.tensorboard, wandb_project=t.wandb_project,
                                     resume_step=self.step if resumed else None, config=c.to_dict(),
                                     enabled=self.is_main)
@@ -586,9 +480,9 @@ class RLTrainer:
             while self.step < t.max_steps:
                 metrics = self.train_step()
                 last = self.logger.log(self.step, metrics)
-                if t.log_samples and hasattr(self, "_last_batch"):
+                if t.log_samples and self._last_batch is not None:
                     self.logger.log_samples(self.step, self.samples(self._last_batch, t.log_samples))
-                if self.step in snapshot_steps and hasattr(self, "_last_batch") and self.is_main:
+                if self.step in snapshot_steps and self._last_batch is not None and self.is_main:
                     self.save_embeddings(self._last_batch)
                 progress.update(1)
                 progress.set_postfix(acc=f"{last.get('reward/accuracy', float('nan')):.2f}",
@@ -603,25 +497,16 @@ class RLTrainer:
                 self.logger.log_eval(self.step, final_eval)
             self.save()
             if self.is_main:
-                final_dir = self.output_dir / "final"
-                self.accelerator.unwrap_model(self.model).save_pretrained(final_dir)
-                self.tokenizer.save_pretrained(final_dir)
+                run = RunFolder(self.output_dir)
+                self.accelerator.unwrap_model(self.model).save_pretrained(run.final)
+                self.tokenizer.save_pretrained(run.final)
                 if self.head_trainer is not None:
-                    self.head_trainer.head.save_pretrained(final_dir / "contrastive_head")
+                    self.head_trainer.head.save_pretrained(run.final_head)
             self.accelerator.wait_for_everyone()
         finally:
             progress.close()
             self.logger.close()
         return {"step": self.step, "last_metrics": last, "eval": final_eval}
-
-
-def snapshot_schedule(max_steps: int, count: int) -> set[int]:
-    """``count`` evenly spaced steps in 1..max_steps, first and last included."""
-    if count <= 0 or max_steps <= 0:
-        return set()
-    if count == 1:
-        return {max_steps}
-    return {1 + round(i * (max_steps - 1) / (count - 1)) for i in range(count)}
 
 
 def _progress(total: int, initial: int, *, enabled: bool) -> Any:

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 import clipo
-from clipo.training.config import ALGORITHM_PRESETS, Config, ConfigError, describe, load_config, parse_override
+from clipo.core.algorithms import ALGORITHMS
+from clipo.training.config import Config, ConfigError, describe, load_config, parse_override
 
 RECIPES = sorted((Path(clipo.__file__).parent / "recipes").glob("*.yaml"))
 
@@ -153,7 +154,7 @@ def test_gspo_gmpo_clip_ranges(name, eps_low, eps_high):
     assert a.kl_coef == 0.0
 
 
-@pytest.mark.parametrize("name", sorted(ALGORITHM_PRESETS))
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
 def test_every_preset_fills_every_none_knob(name):
     config = load_config(overrides=[f"algorithm.name={name}"])
     hints = typing.get_type_hints(type(config.algorithm))
@@ -180,7 +181,7 @@ def test_explicit_values_win_over_presets(tmp_path):
 def test_unknown_algorithm_lists_the_choices():
     with pytest.raises(ConfigError) as info:
         load_config(overrides=["algorithm.name=ppo"])
-    for name in ALGORITHM_PRESETS:
+    for name in ALGORITHMS:
         assert name in str(info.value)
 
 
@@ -240,7 +241,7 @@ def test_recipes_exist():
 @pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
 def test_every_recipe_loads_and_validates(recipe):
     config = load_config(recipe)
-    assert config.algorithm.name in ALGORITHM_PRESETS
+    assert config.algorithm.name in ALGORITHMS
     assert config.trainer.max_steps >= 0
 
 

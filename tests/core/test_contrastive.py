@@ -140,31 +140,88 @@ def test_distances_match_naive_loop(distance, kind):
     assert torch.allclose(per, per_ref, rtol=1e-9, atol=1e-9)
 
 
-def test_sampled_positives_match_the_official_multinomial_draw():
-    z, correct, groups, _ = _batch(2)
-    labels = correct.long()
+def _random_positive_masks(count, seed):
+    """Positive masks as the losses build them (same label, same prompt, not self), with rows of 0..5 positives."""
+    g = torch.Generator().manual_seed(seed)
     from clipo.core.contrastive import contrastive_masks
 
-    positives = contrastive_masks(labels, groups, "group").positives
-    weights = positives.float()
-    weights[~positives.any(-1), 0] = 1e-8
-    expected = torch.multinomial(weights, 1, generator=torch.Generator().manual_seed(11)).squeeze(-1)
-    drawn = sample_positives(positives, torch.Generator().manual_seed(11))
-    assert torch.equal(drawn, expected)
-    has_pos = positives.any(-1)
-    assert positives[has_pos, drawn[has_pos]].all()
-    # and contrastive_loss with that generator state uses exactly those indices
-    a, _ = contrastive_loss(z, correct, groups, generator=torch.Generator().manual_seed(11))
-    b, _ = contrastive_loss(z, correct, groups, positive_idx=expected)
-    assert torch.equal(a, b)
+    for _ in range(count):
+        n = int(torch.randint(1, 13, (1,), generator=g))
+        labels = torch.randint(0, 2, (n,), generator=g)
+        groups = torch.randint(0, 3, (n,), generator=g)
+        yield contrastive_masks(labels, groups, ("group", "batch", "cross")[n % 3]).positives
 
 
-def test_sampled_positive_is_uniform_over_positives():
-    positives = torch.tensor([[False, True, True, True]])
+def test_sampled_positive_is_a_positive_of_its_row_and_empty_rows_draw_zero():
+    # The contract: one index per row, drawn among that row's positives (so never a non-positive, and never the
+    # row itself, which is no positive of itself); a row without positives draws 0 (masked out by the loss).
+    g = torch.Generator().manual_seed(5)
+    seen_empty = seen_full = 0
+    for positives in _random_positive_masks(200, seed=4):
+        n = positives.shape[0]
+        drawn = sample_positives(positives, g)
+        assert drawn.shape == (n,) and drawn.dtype == torch.long
+        for i in range(n):
+            j = int(drawn[i])
+            if positives[i].any():
+                assert bool(positives[i, j]) and j != i, (positives, i, j)
+                seen_full += 1
+            else:
+                assert j == 0, (positives, i, j)
+                seen_empty += 1
+    assert seen_empty > 50 and seen_full > 50  # both kinds of rows were exercised
+
+
+def test_sampled_positives_of_an_empty_batch_are_empty():
+    assert sample_positives(torch.zeros(0, 0, dtype=torch.bool)).shape == (0,)
+
+
+def test_sampled_positive_is_uniform_over_each_rows_positives():
+    # Rows with 1, 2, 3 and 5 positives (and one without); each positive should come up 1/k of the time.
+    positives = torch.zeros(6, 6, dtype=torch.bool)
+    positives[0, 3] = True
+    positives[1, [0, 5]] = True
+    positives[2, [0, 1, 4]] = True
+    positives[3, [0, 1, 2, 4, 5]] = True
+    draws = 4000
     g = torch.Generator().manual_seed(0)
-    counts = torch.bincount(torch.cat([sample_positives(positives, g) for _ in range(3000)]), minlength=4)
-    assert counts[0] == 0
-    assert all(abs(c - 1000) < 120 for c in counts[1:].tolist())
+    counts = torch.zeros(6, 6)
+    for _ in range(draws):
+        drawn = sample_positives(positives, g)
+        counts[torch.arange(6), drawn] += 1
+    for i in range(4):
+        k = int(positives[i].sum())
+        assert counts[i][~positives[i]].sum() == 0, i  # never a non-positive
+        expected = draws / k
+        chi2 = float(((counts[i][positives[i]] - expected) ** 2 / expected).sum())
+        # chi-square with k-1 <= 4 degrees of freedom: P(chi2 > 25) < 1e-4 for a uniform draw
+        assert chi2 < 25.0, (i, counts[i].tolist(), chi2)
+    assert counts[4].tolist() == [draws, 0, 0, 0, 0, 0] and counts[5, 0] == draws  # empty rows: always 0
+
+
+def test_sampled_positives_are_deterministic_for_a_seeded_generator():
+    positives = torch.ones(8, 8, dtype=torch.bool) & ~torch.eye(8, dtype=torch.bool)
+
+    def draws(seed):
+        g = torch.Generator().manual_seed(seed)
+        return torch.stack([sample_positives(positives, g) for _ in range(20)])
+
+    assert torch.equal(draws(11), draws(11))
+    assert not torch.equal(draws(11), draws(12))
+
+
+def test_contrastive_loss_uses_the_positives_drawn_with_its_generator():
+    z, correct, groups, _ = _batch(2)
+    from clipo.core.contrastive import contrastive_masks
+
+    positives = contrastive_masks(correct.long(), groups, "group").positives
+    drawn = sample_positives(positives, torch.Generator().manual_seed(11))
+    a, _ = contrastive_loss(z, correct, groups, generator=torch.Generator().manual_seed(11))
+    b, _ = contrastive_loss(z, correct, groups, positive_idx=drawn)
+    assert torch.equal(a, b)
+    # and a different draw gives different losses (the draw matters for this batch)
+    other = contrastive_loss(z, correct, groups, generator=torch.Generator().manual_seed(12))[0]
+    assert not torch.equal(a, other)
 
 
 def test_permuting_within_groups_permutes_per_rollout_losses():

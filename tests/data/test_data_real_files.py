@@ -1,4 +1,8 @@
-"""Load every file of the CLIPO paper's data and check what the data README promises."""
+"""Load every file of the CLIPO paper's data and check what the data README promises.
+
+The data folder comes from the ``shared_data`` fixture (tests/conftest.py: ``$CLIPO_DATA_DIR``, else the tests'
+default beside the checkout); these tests skip where it is absent.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,9 +11,7 @@ import pytest
 
 from clipo.data import DataError, PromptDataset, load_examples, load_prompts
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "clipo"
-
-# (split, name): (rows in the file, duplicate rows reported). From /work/shared/data/clipo/README.md; the two
+# (split, name): (rows in the file, duplicate rows reported). From the data folder's README.md; the two
 # single duplicates (gsm_symbolic, mmlu2k) were measured: a question that really appears twice in the set.
 EXPECTED = {
     ("train", "gsm8k"): (7473, 0),
@@ -30,22 +32,18 @@ EXPECTED = {
     ("test", "commonsense_qa"): (1221, 0),
 }
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"the paper's data is not at {DATA} (it sits beside the "
-                                                          "checkout: ../shared/data/clipo)")
-
-
-def _path(split: str, name: str) -> Path:
-    return DATA / split / f"{name}.parquet"
+def _path(data: Path, split: str, name: str) -> Path:
+    return data / split / f"{name}.parquet"
 
 
 @pytest.fixture(scope="module")
-def loaded():
+def loaded(shared_data):
     """Each file loaded once (skip mode, so math75's two empty-box rows are reported, not raised)."""
-    return {key: load_examples(_path(*key), on_bad_row="skip") for key in EXPECTED}
+    return {key: load_examples(_path(shared_data, *key), on_bad_row="skip") for key in EXPECTED}
 
 
-def test_all_sixteen_files_are_covered():
-    assert sorted(p.relative_to(DATA).as_posix() for p in DATA.glob("*/*.parquet")) == sorted(
+def test_all_sixteen_files_are_covered(shared_data):
+    assert sorted(p.relative_to(shared_data).as_posix() for p in shared_data.glob("*/*.parquet")) == sorted(
         f"{s}/{n}.parquet" for s, n in EXPECTED)
 
 
@@ -73,8 +71,8 @@ def test_duplicates_point_at_the_first_copy(loaded):
     assert "747 duplicate rows" in report.summary()
 
 
-def test_drop_duplicates_keeps_first_copies():
-    ds = load_prompts(_path("test", "truthfulqa"), drop_duplicates=True)
+def test_drop_duplicates_keeps_first_copies(shared_data):
+    ds = load_prompts(_path(shared_data, "test", "truthfulqa"), drop_duplicates=True)
     assert len(ds) == 817 and ds.report.duplicates == 817 and ds.report.duplicates_dropped
     assert [ex.index for ex in ds][:3] == [0, 1, 2]
 
@@ -106,17 +104,17 @@ def test_math75_solutions_are_reduced_to_final_answers(loaded):
     assert {334, 504} <= set(report.multi_answer_rows)
 
 
-def test_math75_empty_box_raises_by_default():
+def test_math75_empty_box_raises_by_default(shared_data):
     with pytest.raises(DataError) as err:
-        load_examples(_path("train", "math75"))
+        load_examples(_path(shared_data, "train", "math75"))
     msg = str(err.value)
     assert "math75.parquet" in msg and "row 5341" in msg and "reward_model.ground_truth" in msg
     assert "on_bad_row='skip'" in msg
     assert err.value.bad_row.row == 5341
 
 
-def test_math75_can_keep_whole_solutions():
-    examples, report = load_examples(_path("train", "math75"), answer_is_solution=False, limit=10)
+def test_math75_can_keep_whole_solutions(shared_data):
+    examples, report = load_examples(_path(shared_data, "train", "math75"), answer_is_solution=False, limit=10)
     assert report.solutions_reduced == 0 and len(examples) == 10
     assert examples[0].ground_truth.startswith("For the piecewise function")
 
@@ -130,8 +128,8 @@ def test_answer_is_solution_can_be_forced_on_other_sources(tmp_path):
     assert ds[0].ground_truth == "4" and ds[0].extra["solution"].startswith("Adding")
 
 
-def test_prompt_dataset_over_real_data_iterates_deterministically():
-    ds = load_prompts(_path("test", "aime"))
+def test_prompt_dataset_over_real_data_iterates_deterministically(shared_data):
+    ds = load_prompts(_path(shared_data, "test", "aime"))
     assert isinstance(ds, PromptDataset) and len(ds) == 30
     a = [ex.index for ex in ds.iterator(seed=3, epochs=1)]
     b = [ex.index for ex in ds.iterator(seed=3, epochs=1)]

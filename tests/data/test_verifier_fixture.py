@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "verifier_cases.jsonl"
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "clipo"
 SOURCES = ["gsm8k", "math75", "gsm_p1", "gsm_p2", "gsm_symbolic", "math", "math_perturb_simple",
            "math_perturb_hard", "aime", "aime2025", "amc", "theoremqa", "truthfulqa", "mmlu2k", "commonsense_qa"]
 REQUIRED = {"id": str, "data_source": str, "ground_truth": str, "response": str, "label": int, "why": str}
@@ -49,14 +48,13 @@ def test_multiple_choice_rows_carry_their_options(cases):
             assert c["ground_truth"] in c["options"], c["id"]
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"the paper's data is not at {DATA}")
-def test_ground_truths_are_the_stored_ones(cases):
+def test_ground_truths_are_the_stored_ones(cases, shared_data):
     pq = pytest.importorskip("pyarrow.parquet")
     tables = {}
     for c in cases:
         key = (c["split"], c["data_source"].removeprefix("conrl/"))
         if key not in tables:
-            tables[key] = pq.read_table(DATA / key[0] / f"{key[1]}.parquet",
+            tables[key] = pq.read_table(shared_data / key[0] / f"{key[1]}.parquet",
                                         columns=["reward_model", "data_source"]).to_pylist()
         row = tables[key][c["row"]]
         assert row["reward_model"]["ground_truth"] == c["ground_truth"], c["id"]

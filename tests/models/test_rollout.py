@@ -6,9 +6,9 @@ import torch
 import clipo.rollout.hf as hf_module
 from clipo.models.compat import shared_prompt_cache
 from clipo.models.forward import policy_forward
+from clipo.models.tiny import add_logit_bias, build_tiny_tokenizer
 from clipo.rollout import HFGenerateEngine, RolloutBatch, SamplingParams
 from clipo.rollout.stopping import cut_response_text
-from clipo.models.tiny import add_logit_bias, build_tiny_tokenizer
 
 
 def check_layout(batch, tokenizer, params, num_prompts):

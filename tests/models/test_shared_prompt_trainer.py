@@ -3,7 +3,6 @@ import json
 import random
 
 import pytest
-import torch
 
 import clipo.models.forward as forward_module
 from clipo.testing import build_tiny_trainer
@@ -35,7 +34,7 @@ def _run(prompts_file, output_dir, share, *overrides):
     ("trainer.micro_batch_size=8", "trainer.mini_batches=2", "trainer.ppo_epochs=2", "algorithm.kl_coef=0.1"),
     ("trainer.micro_batch_size=3",),  # a group does not fit: no sharing, same as off
 ], ids=["mb8", "mb6-dapo", "fused", "minibatches-kl", "mb3"])
-def test_share_prompt_forward_trains_the_same(prompts_file, tmp_path, monkeypatch, overrides):
+def test_share_prompt_forward_trains_the_same(prompts_file, tmp_path, monkeypatch, overrides, assert_state_dicts_equal):
     calls = []
     real = forward_module.shared_prompt_cache
     monkeypatch.setattr(forward_module, "shared_prompt_cache",
@@ -44,10 +43,10 @@ def test_share_prompt_forward_trains_the_same(prompts_file, tmp_path, monkeypatc
     assert not calls
     on, on_rows = _run(prompts_file, tmp_path / "on", True, *overrides)
     assert bool(calls) == ("trainer.micro_batch_size=3" not in overrides)
+    assert [r["step"] for r in off_rows] == [r["step"] for r in on_rows] and off_rows
     for a, b in zip(off_rows, on_rows):
         assert a["response/length_mean"] == b["response/length_mean"]  # same rollouts
         for key in ("reward/accuracy", "actor/pg_loss", "actor/grad_norm", "contrastive/loss", "actor/entropy"):
             if key in a:
                 assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (a["step"], key)
-    for (name, x), (_, y) in zip(off.model.state_dict().items(), on.model.state_dict().items()):
-        torch.testing.assert_close(y, x, atol=1e-4, rtol=0, msg=name)
+    assert_state_dicts_equal(on.model.state_dict(), off.model.state_dict(), rtol=0.0, atol=1e-4)

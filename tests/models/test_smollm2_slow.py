@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from clipo.models.forward import policy_forward
 from clipo.models import load_policy, load_tokenizer
+from clipo.models.forward import policy_forward
 from clipo.rollout import HFGenerateEngine, SamplingParams
 
 pytestmark = pytest.mark.slow

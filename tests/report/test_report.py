@@ -8,8 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from clipo.apps.report import (FIGURE_TITLES, ReportPaths, load_run, main, make_report, moving_average, pca_2d,
-                          report_command, smoothing_window)
+from clipo.apps.report import (
+    FIGURE_TITLES,
+    ReportPaths,
+    load_run,
+    main,
+    make_report,
+    moving_average,
+    pca_2d,
+    report_command,
+    smoothing_window,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ALL_FIGURES = {"reward_accuracy", "contrastive", "embedding_separation", "embeddings_pca", "training_health"}

@@ -2,7 +2,9 @@
 
 The responses are realistic: a draft box inside ``<think>`` (which must be ignored), then the answer boxed in
 a sentence. math75 rows pass the whole reference solution as the ground truth, as the data loader stores it.
-Rows that cannot behave as expected are listed in ``ALLOWLIST`` with the reason.
+Rows that cannot behave as expected are listed in ``ALLOWLIST`` with the reason. The data folder comes from
+the ``shared_data`` fixture (tests/conftest.py: ``$CLIPO_DATA_DIR``, else the tests' default beside the checkout);
+the test skips where it is absent.
 
 Runs in about a minute on one core: 72,684 responses, most decided by the plain-number fast path (a
 process pool does not pay off here: on 2 cores its start-up and the per-process caches cost more than it wins).
@@ -14,12 +16,8 @@ import re
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-import pytest
-
 from clipo.rewards import answer_type, extract_final_answer, resolve_choices, score_batch
 from clipo.rewards.choice import parse_gold_letter
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "clipo"
 
 # (file, row, which response) -> why the expectation cannot hold for that row.
 ALLOWLIST: Dict[Tuple[str, int, str], str] = {
@@ -55,11 +53,11 @@ def _response(answer: str) -> str:
     return f"<think>Let me try \\boxed{{0}} first... no.</think>\nSo the final answer is $\\boxed{{{answer}}}$."
 
 
-def _load_rows() -> List[dict]:
+def _load_rows(data: Path) -> List[dict]:
     import pandas as pd
 
     rows = []
-    for path in sorted(DATA.glob("*/*.parquet")):
+    for path in sorted(data.glob("*/*.parquet")):
         name = f"{path.parent.name}/{path.stem}"
         df = pd.read_parquet(path, columns=["data_source", "prompt", "reward_model"])
         for i, (source, prompt, rm) in enumerate(zip(df.data_source, df.prompt, df.reward_model)):
@@ -68,9 +66,8 @@ def _load_rows() -> List[dict]:
     return rows
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"the paper's data is not at {DATA} (it sits beside the checkout)")
-def test_every_row_scores_its_answer_and_rejects_a_perturbation():
-    rows = _load_rows()
+def test_every_row_scores_its_answer_and_rejects_a_perturbation(shared_data):
+    rows = _load_rows(shared_data)
     assert len({r["file"] for r in rows}) == 16 and len(rows) == 36342, "expected the 16 files, 36,342 rows"
     tasks, keys = [], []
     for r in rows:

@@ -5,8 +5,8 @@ import torch
 
 from clipo import group_advantages, ppo_clip_loss
 from clipo.models.forward import policy_forward
-from clipo.rollout import HFGenerateEngine, SamplingParams
 from clipo.models.tiny import add_logit_bias, build_tiny_model, build_tiny_tokenizer
+from clipo.rollout import HFGenerateEngine, SamplingParams
 
 # Stated tolerance: bf16 keeps 8 significant bits. On this tiny model the per-token log-probs differ from fp32 by
 # at most 0.005 (mean 0.0009) and the clipped-surrogate loss by 8e-5 (measured); the bounds leave 4x / 25x room.

@@ -1,13 +1,27 @@
-"""Two CPU processes (gloo on loopback): data-parallel training keeps the policy and the head in sync."""
+"""Two CPU processes (gloo on loopback) train exactly like one process on the same global batch.
+
+Data parallelism is correct when P processes with B prompts each end where one process with P·B prompts ends:
+each process's loss is its share of the global mean and the gradients are summed, and the CLIPO head takes
+the same step on the gathered global batch everywhere. Sampling seeds differ per process on purpose, so
+the comparison cannot use sampled rollouts: every run here gets its rollouts from :class:`FixedRollouts`,
+which depend only on the prompt text and the RL step (never on the process or the policy), while the rest
+of the step (verifier, DAPO's group filter, forward, head, advantages, update) runs for real.
+"""
 import json
 import os
 import socket
+import zlib
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
+from clipo.rollout import RolloutBatch
+from clipo.rollout.base import RolloutEngine
 from clipo.training.distributed import all_gather_rows, shard
+
+GLOBAL_PROMPTS = 4  # per step: 2 processes × 2 prompts, or 1 process × 4 prompts
+STEPS = 2
 
 
 def _free_port() -> int:
@@ -17,9 +31,59 @@ def _free_port() -> int:
 
 
 def _setup(rank: int, world: int, port: int) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+    if world > 1:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                          LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+
+
+class FixedRollouts(RolloutEngine):
+    """A stand-in rollout engine whose completions are a pure function of (prompt text, RL step).
+
+    Each completion is 1..max_new_tokens random letters, ending in EOS unless it fills the budget (then it
+    is cut, "length", half of the time). The tiny reward is "even response length", and each group is drawn
+    again until it has 2..n−1 correct rollouts: every group is informative (DAPO keeps all of them) and every
+    correct rollout has a positive and a negative (CLIPO has anchors). Prompts are tokenized and laid out as
+    the HF engine does (left-padded prompts, right-padded responses, rows b·n … b·n+n−1 for prompt b).
+    """
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.tokenizer = trainer.tokenizer
+        self.letters = self.tokenizer.convert_tokens_to_ids(list("abcdefghij"))
+
+    def _completion(self, generator: torch.Generator, budget: int) -> tuple[list[int], str, str]:
+        length = int(torch.randint(1, budget + 1, (1,), generator=generator))
+        ids = [self.letters[int(i)] for i in torch.randint(0, len(self.letters), (length,), generator=generator)]
+        cut = length == budget and bool(torch.rand(1, generator=generator) < 0.5)
+        if not cut:
+            ids[-1] = self.tokenizer.eos_token_id
+        return ids, self.tokenizer.decode(ids, skip_special_tokens=True), "length" if cut else "eos"
+
+    def generate(self, prompts, params):
+        tok, n = self.tokenizer, params.n
+        enc = tok(list(prompts), padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt")
+        rows = []
+        for text in prompts:
+            generator = torch.Generator().manual_seed(zlib.crc32(text.encode()) * 101 + self.trainer.step)
+            while True:
+                group = [self._completion(generator, params.max_new_tokens) for _ in range(n)]
+                if 2 <= sum(len(t) % 2 == 0 for _, t, _ in group) <= n - 1:
+                    break
+            rows.extend(group)
+        width = max(len(ids) for ids, _, _ in rows)
+        response_ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+        response_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (ids, _, _) in enumerate(rows):
+            response_ids[i, :len(ids)] = torch.tensor(ids)
+            response_mask[i, :len(ids)] = 1
+        group_ids = torch.arange(len(prompts)).repeat_interleave(n)
+        return RolloutBatch(
+            prompt_ids=enc["input_ids"].repeat_interleave(n, 0), prompt_mask=enc["attention_mask"].repeat_interleave(n, 0),
+            response_ids=response_ids, response_mask=response_mask,
+            truncated=torch.tensor([f == "length" for _, _, f in rows]), group_ids=group_ids,
+            prompt_index=group_ids.clone(), response_texts=[t for _, t, _ in rows],
+            finish_reasons=[f for _, _, f in rows], pad_token_id=tok.pad_token_id)
 
 
 def _train_worker(rank: int, world: int, port: int, folder: str, algorithm: str) -> None:
@@ -27,23 +91,37 @@ def _train_worker(rank: int, world: int, port: int, folder: str, algorithm: str)
     from clipo.testing import build_tiny_trainer
 
     trainer = build_tiny_trainer([
-        f"data.train={folder}/train.jsonl", "data.eval=[]", f"trainer.output_dir={folder}/run",
-        "trainer.prompts_per_step=2", "trainer.micro_batch_size=4", "trainer.tensorboard=false",
-        "clipo.head_size=8", "clipo.level=batch", f"algorithm.name={algorithm}", "algorithm.kl_coef=0"])
+        f"data.train={folder}/train.jsonl", "data.eval=[]", f"trainer.output_dir={folder}/run{world}",
+        f"trainer.prompts_per_step={GLOBAL_PROMPTS // world}", f"trainer.max_steps={STEPS}",
+        "trainer.micro_batch_size=4", "trainer.tensorboard=false", "trainer.log_samples=0",
+        "trainer.embedding_snapshots=0", "clipo.head_size=8", "clipo.level=batch", f"algorithm.name={algorithm}",
+        "algorithm.kl_coef=0"])
+    trainer.engine = FixedRollouts(trainer)
     seen = []
     original_collect = trainer.collect
 
     def recording_collect():
         rollouts, examples, scores, stats = original_collect()
-        seen.extend(e.index for e in examples)
+        seen.append(sorted({e.index for e in examples}))
         return rollouts, examples, scores, stats
 
     trainer.collect = recording_collect
-    trainer.fit()
+    logged = []
+    original_train_step = trainer.train_step
+
+    def recording_train_step():
+        metrics = original_train_step()
+        logged.append({k: float(metrics[k]) for k in ("actor/grad_norm", "contrastive/loss")})
+        return metrics
+
+    trainer.train_step = recording_train_step
     policy = trainer.accelerator.unwrap_model(trainer.model)
+    before = {"policy": {k: v.detach().clone() for k, v in policy.state_dict().items()},
+              "head": {k: v.detach().clone() for k, v in trainer.head_trainer.head.state_dict().items()}}
+    trainer.fit()
     torch.save({"policy": {k: v.detach().clone() for k, v in policy.state_dict().items()},
-                "head": trainer.head_trainer.head.state_dict(),
-                "prompts": seen}, f"{folder}/rank{rank}.pt")
+                "head": {k: v.detach().clone() for k, v in trainer.head_trainer.head.state_dict().items()},
+                "before": before, "prompts": seen, "metrics": logged}, f"{folder}/world{world}-rank{rank}.pt")
 
 
 def _gather_worker(rank: int, world: int, port: int, folder: str) -> None:
@@ -69,19 +147,46 @@ def test_shard_splits_a_global_batch_contiguously():
         shard(list(range(5)), 0, 2)
 
 
-@pytest.mark.parametrize("algorithm", ["grpo", "dapo"])  # DAPO: processes agree on how many groups to keep
-def test_two_process_training_keeps_policy_and_head_in_sync(tmp_path, algorithm):
+# GRPO + CLIPO at batch level (the head needs the gathered global batch); DAPO adds dynamic sampling (the
+# processes must agree on how many groups to keep), the overlong penalty and ±1 rewards.
+@pytest.mark.parametrize("algorithm", ["grpo", "dapo"])
+def test_two_processes_train_like_one_process_on_the_global_batch(tmp_path, algorithm, assert_state_dicts_equal):
     rows = [{"prompt": f"{a}+{b}=?", "answer": str(a + b)} for a in range(4) for b in range(4)]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     mp.spawn(_train_worker, args=(2, _free_port(), str(tmp_path), algorithm), nprocs=2)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
-    # DDP averages gradients, so both replicas take the same optimizer steps
-    for name, value in ranks[0]["policy"].items():
-        assert torch.equal(value, ranks[1]["policy"][name]), name
-    # every process takes the same head step on the gathered global batch
-    for name, value in ranks[0]["head"].items():
-        assert torch.equal(value, ranks[1]["head"][name]), name
-    # each process trained on its own prompts (a group never spans processes)
-    assert not set(ranks[0]["prompts"]) & set(ranks[1]["prompts"])
-    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    mp.spawn(_train_worker, args=(1, 0, str(tmp_path), algorithm), nprocs=1)
+    ranks = [torch.load(tmp_path / f"world2-rank{r}.pt", weights_only=False) for r in range(2)]
+    single = torch.load(tmp_path / "world1-rank0.pt", weights_only=False)
+
+    # The premise: each step, the processes split the one process's global batch of 4 prompts, 2 and 2.
+    assert len(single["prompts"]) == STEPS and all(len(p) == GLOBAL_PROMPTS for p in single["prompts"])
+    for step in range(STEPS):
+        own = [ranks[r]["prompts"][step] for r in range(2)]
+        assert len(own[0]) == len(own[1]) == GLOBAL_PROMPTS // 2 and not set(own[0]) & set(own[1])
+        assert sorted(own[0] + own[1]) == single["prompts"][step]
+
+    # Both processes hold bit-identical replicas: summed gradients, and the same head step on the same batch.
+    assert_state_dicts_equal(ranks[0]["policy"], ranks[1]["policy"])
+    assert_state_dicts_equal(ranks[0]["head"], ranks[1]["head"])
+    # ... and they are where one process gets on the same global batch, up to fp32 rounding: 1e-5 relative, plus
+    # 1e-6 absolute for weights near 0 (k_proj biases start at 0 and only reach ~2e-3 after the two steps, with
+    # tiny gradients whose last bits depend on the padding and summation order: measured ~2e-7 apart).
+    assert_state_dicts_equal(ranks[0]["policy"], single["policy"], rtol=1e-5, atol=1e-6)
+    assert_state_dicts_equal(ranks[0]["head"], single["head"], rtol=1e-5, atol=1e-6)
+    # The gradient norm is that of the summed gradient (a process that averaged instead of summing, or skipped the
+    # sum, would show a different one; Adam itself hides a uniform scale), and the head loss is the global one.
+    assert len(single["metrics"]) == STEPS
+    for rank in ranks:
+        for got, want in zip(rank["metrics"], single["metrics"], strict=True):
+            assert got == pytest.approx(want, rel=1e-5), (got, want)
+    # Not vacuous: the two steps moved the policy and the head by far more than that tolerance (lr 1e-3).
+    for part in ("policy", "head"):
+        moved = max((single[part][k].float() - single["before"][part][k].float()).abs().max().item()
+                    for k in single[part])
+        assert moved > 1e-3, (part, moved)
+    for part in ("policy", "head"):  # and both setups started from the same weights
+        assert_state_dicts_equal(ranks[0]["before"][part], single["before"][part])
+
+    metrics = [json.loads(line) for line in (tmp_path / "run2" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2]  # written once, by the main process
+    assert all(m["actor/update_skipped"] == 0.0 and m["rollout/prompts_kept"] == GLOBAL_PROMPTS // 2 for m in metrics)

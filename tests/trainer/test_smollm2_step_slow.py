@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from clipo.training.config import load_config
-from clipo.models import load_policy
 from clipo.apps.specs import build_trainer
+from clipo.models import load_policy
+from clipo.training.config import load_config
 
 pytestmark = pytest.mark.slow
 
@@ -80,12 +80,11 @@ def test_one_rl_step_of_smollm2_from_gguf(gguf, tmp_path):
     assert all(torch.isfinite(p).all() for p in after.values())
 
 
-def test_gguf_policy_can_be_saved_and_reloaded(gguf, tmp_path):
+def test_gguf_policy_can_be_saved_and_reloaded(gguf, tmp_path, assert_state_dicts_equal):
     from transformers import AutoModelForCausalLM
 
     directory, name = gguf
     model = load_policy(directory, gguf_file=name)
     model.save_pretrained(tmp_path / "saved")
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "saved")
-    for (key, a), b in zip(model.state_dict().items(), reloaded.state_dict().values()):
-        assert torch.equal(a, b), key
+    assert_state_dicts_equal(model.state_dict(), reloaded.state_dict())

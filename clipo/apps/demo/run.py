@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from clipo.apps.report import make_report
 from clipo.apps.specs import build_trainer
 from clipo.rollout import make_engine
 from clipo.training.pipeline import render_fn, sampling_params
+from clipo.training.run_folder import RunFolder
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml"
 
@@ -80,8 +80,7 @@ def train_and_measure(config: Any, *, before: dict[str, float] | None = None, lo
         summary[f"{key}_before"], summary[f"{key}_after"] = before[key], after[key]
     summary.update(rl_seconds=rl_seconds, steps_per_second=trainer.step / rl_seconds,
                    wall_seconds=time.perf_counter() - start)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    RunFolder(output).write_summary(summary)
     return summary
 
 
@@ -102,7 +101,7 @@ def run_demo(config: Any, *, log: Any = print) -> int:
     summary = train_and_measure(config, before=before, log=log)
     log("[4/4] measured the trained model; writing the report")
     summary["wall_seconds"] = time.perf_counter() - start
-    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    RunFolder(output).write_summary(summary)
     report_dir = None
     try:
         report_dir = make_report(output).out_dir

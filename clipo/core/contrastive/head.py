@@ -1,4 +1,4 @@
-"""CLIPO's contrastive head (ALGORITHMS.md §10.2): a bias-free projection with L2-normalised output."""
+"""CLIPO's contrastive head (docs/algorithms.md#clipo): a bias-free projection with L2-normalised output."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""CLIPO's contrastive losses (ALGORITHMS.md §10.3), vectorised over an ``[N, N]`` similarity matrix.
+"""CLIPO's contrastive losses (docs/algorithms.md#clipo), vectorised over an ``[N, N]`` similarity matrix.
 
 Inputs: unit embeddings ``z [N, D]``, correctness ``correct [N]`` (labels ``y_i = int(correct_i)``) and prompt
 ids ``group_ids [N]``. All kinds share one construction::
@@ -102,11 +102,11 @@ def sample_positives(positives: Tensor, generator: torch.Generator | None = None
     Matches the official draw: ``torch.multinomial(W, 1)`` with ``W = P`` as float and ``W[i, 0] = 1e-8`` for
     rows without a positive (their draw is 0 and is masked out), so a seeded generator gives the same indices.
     """
+    if positives.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.long, device=positives.device)
     weights = positives.float()
     empty = ~positives.any(-1)
     weights[empty, 0] = 1e-8
-    if weights.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.long, device=positives.device)
     return torch.multinomial(weights, 1, generator=generator).squeeze(-1)
 
 

@@ -1,4 +1,4 @@
-"""Turning the contrastive signal into a dense reward (ALGORITHMS.md §10.4, §11)."""
+"""Turning the contrastive signal into a dense reward (docs/algorithms.md#clipo)."""
 from __future__ import annotations
 
 import torch

@@ -1,0 +1,352 @@
+"""The run folder: the one place that names the files a training run writes and defines what is in them.
+
+A run folder is ``trainer.output_dir``. The trainer, :class:`clipo.training.tracking.MetricsLogger`,
+:mod:`clipo.training.checkpoint` and the demo write it; the report (``clipo report``), resume and
+:func:`clipo.training.tracking.read_metrics` read it. All of them go through :class:`RunFolder` and the
+helpers below, so a file name or a record shape is spelled here and nowhere else (docs/architecture.md)::
+
+    config.yaml                 the resolved config (clipo.training.config.save_config)
+    metrics.jsonl               one MetricsRow per step:   {"step": int, "<group>/<metric>": float | null, ...}
+    samples.jsonl               SampleRecord lines:        {"step", "group", "prompt", "ground_truth", "response", ...}
+    eval.jsonl                  one EvalRecord per eval:   {"step": int, "results": {dataset: {metric: value}}}
+    summary.json                free-form JSON object (the demo: X_before / X_after, timings), indent 2
+    embeddings/step_XXXXXX.pt   an EmbeddingSnapshot (torch.save of a dict of tensors), see SNAPSHOT_KEYS
+    checkpoints/step_XXXXXX/    policy/ (save_pretrained), head/, trainer_state.pt
+    checkpoints/latest          text file naming the newest complete checkpoint folder
+    final/                      the trained policy and tokenizer (save_pretrained); final/contrastive_head/
+    tensorboard/                TensorBoard event files
+    report/                     what ``clipo report`` writes (report.md and PNGs)
+
+Why one owner: the format is a contract between a writer that runs for hours and readers that run later or
+alongside it (the report can be made while training runs). Writes that replace a whole file (summary, the
+``latest`` pointer, a snapshot, a truncated JSONL on resume) go to a temporary file that is then renamed with
+``os.replace``, so a reader or a crash never sees half a file; JSONL files are appended line by line and
+their readers can skip a half-written last line.
+
+Torch is the only heavy import (for the ``.pt`` snapshots); this module imports nothing else from clipo.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict
+
+import torch
+
+__all__ = [
+    "RunFolder", "MetricsRow", "SampleRecord", "EvalRecord", "EmbeddingSnapshot", "SNAPSHOT_KEYS",
+    "CHECKPOINT_POLICY", "CHECKPOINT_HEAD", "CHECKPOINT_STATE", "LATEST", "FINAL_HEAD",
+    "read_jsonl", "append_jsonl", "truncate_jsonl", "write_text_atomic", "step_of",
+]
+
+# ---------------------------------------------------------------------------------------------- names
+
+CONFIG = "config.yaml"
+METRICS = "metrics.jsonl"
+SAMPLES = "samples.jsonl"
+EVALS = "eval.jsonl"
+SUMMARY = "summary.json"
+EMBEDDINGS = "embeddings"
+CHECKPOINTS = "checkpoints"
+FINAL = "final"
+TENSORBOARD = "tensorboard"
+REPORT = "report"
+
+#: Inside ``checkpoints/``: the file naming the newest complete checkpoint.
+LATEST = "latest"
+#: Inside a checkpoint folder: the policy (save_pretrained + tokenizer), the contrastive head, the trainer state.
+CHECKPOINT_POLICY = "policy"
+CHECKPOINT_HEAD = "head"
+CHECKPOINT_STATE = "trainer_state.pt"
+#: Inside ``final/``: the trained contrastive head (CLIPO on).
+FINAL_HEAD = "contrastive_head"
+
+_STEP_PREFIX = "step_"
+_CHECKPOINT_TMP_PREFIX = ".tmp_step_"
+
+
+def _step_name(step: int) -> str:
+    """``step_000042``: the name of a step's snapshot (``.pt``) and checkpoint folder; sorts by step."""
+    return f"{_STEP_PREFIX}{int(step):06d}"
+
+
+def step_of(path: str | Path) -> int | None:
+    """The step a ``step_XXXXXX`` file or folder name encodes (None when the name has no digits)."""
+    digits = "".join(ch for ch in Path(path).stem if ch.isdigit())
+    return int(digits) if digits else None
+
+
+# ---------------------------------------------------------------------------------------------- record shapes
+
+#: One line of ``metrics.jsonl``: ``{"step": int, <metric>: float | None, ...}``. Metric keys are
+#: ``<group>/<name>`` (``reward/mean``, ``actor/kl``, ``contrastive/loss``, ``task/...``); a non-finite value is
+#: written as ``null``. Lines are in step order; after a resume no step appears twice (see truncate_jsonl).
+MetricsRow = dict[str, int | float | None]
+
+
+class SampleRecord(TypedDict, total=False):
+    """One line of ``samples.jsonl``: a logged rollout (``trainer.log_samples`` per step)."""
+
+    step: int
+    group: int                  # the rollout's group (prompt) id within the step
+    prompt: str
+    ground_truth: str
+    response: str
+    score: float                # verifier score
+    contrastive_reward: float
+    advantage: float
+
+
+class EvalRecord(TypedDict):
+    """One line of ``eval.jsonl``: ``{"step", "results": {dataset: {metric: value}}}``.
+
+    A dataset's metrics are those of :meth:`clipo.training.evaluation.EvalResult.as_dict`: ``accuracy`` (greedy) or
+    ``avg@k`` / ``pass@k`` (sampled), ``num_prompts``, ``samples_per_prompt``, ...
+    """
+
+    step: int
+    results: dict[str, dict[str, Any]]
+
+
+class EmbeddingSnapshot(TypedDict, total=False):
+    """The dict saved in ``embeddings/step_XXXXXX.pt`` (N rollouts of one step, H hidden size, D head size).
+
+    ``z`` is present only when CLIPO is on. ``extras`` holds per-rollout [N] values added by a rollout_metrics
+    hook (the demo's ``process_ok``). Everything is a tensor (or an int / a dict of tensors), so the file loads
+    with ``torch.load(weights_only=True)``.
+    """
+
+    step: int
+    pooled: torch.Tensor            # [N, H] float16, pooled last-layer hidden states
+    z: torch.Tensor                 # [N, D] head outputs (CLIPO on)
+    correct: torch.Tensor           # [N] bool
+    group_ids: torch.Tensor         # [N] int
+    contrastive_reward: torch.Tensor  # [N] float
+    extras: dict[str, torch.Tensor]   # name -> [N]
+
+
+#: The keys of an :class:`EmbeddingSnapshot`, in the order the trainer writes them.
+SNAPSHOT_KEYS = ("step", "pooled", "correct", "group_ids", "contrastive_reward", "extras", "z")
+
+
+# ---------------------------------------------------------------------------------------------- the folder
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Paths of one run folder, and the readers and writers of its whole-file parts.
+
+    Nothing is created on construction; writers create the folders they need.
+    """
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike[str]):
+        object.__setattr__(self, "root", Path(root))
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.root)
+
+    # -- files at the top
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS
+
+    @property
+    def samples(self) -> Path:
+        return self.root / SAMPLES
+
+    @property
+    def evals(self) -> Path:
+        return self.root / EVALS
+
+    @property
+    def summary(self) -> Path:
+        return self.root / SUMMARY
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / TENSORBOARD
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT
+
+    @property
+    def final(self) -> Path:
+        return self.root / FINAL
+
+    @property
+    def final_head(self) -> Path:
+        return self.final / FINAL_HEAD
+
+    @property
+    def jsonl_logs(self) -> tuple[Path, Path, Path]:
+        """The per-step logs (metrics, samples, evals): cleared on a fresh start, cut back to the checkpoint on resume."""
+        return self.metrics, self.samples, self.evals
+
+    # -- embedding snapshots
+    @property
+    def embeddings_dir(self) -> Path:
+        return self.root / EMBEDDINGS
+
+    def embedding_snapshot(self, step: int) -> Path:
+        return self.embeddings_dir / f"{_step_name(step)}.pt"
+
+    def embedding_snapshots(self) -> list[Path]:
+        """The snapshot files present, sorted by name (= by step)."""
+        folder = self.embeddings_dir
+        return sorted(folder.glob(f"{_STEP_PREFIX}*.pt")) if folder.is_dir() else []
+
+    def write_snapshot(self, snapshot: EmbeddingSnapshot) -> Path:
+        """Save ``snapshot`` as ``embeddings/step_XXXXXX.pt`` (its ``step``), atomically; return the path."""
+        path = self.embedding_snapshot(int(snapshot["step"]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The temporary file keeps the final stem, so the archive inside the zip is named as before.
+        tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}")
+        try:
+            torch.save(dict(snapshot), tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    @staticmethod
+    def read_snapshot(path: str | Path) -> EmbeddingSnapshot:
+        """Load a snapshot on the CPU with ``weights_only=True``; ValueError when it holds no embeddings."""
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(data, dict) or (data.get("z") is None and data.get("pooled") is None):
+            raise ValueError("not an embedding snapshot (no 'z' or 'pooled')")
+        return data  # type: ignore[return-value]
+
+    # -- checkpoints
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS
+
+    @property
+    def latest_pointer(self) -> Path:
+        return self.checkpoints / LATEST
+
+    def checkpoint(self, step: int) -> Path:
+        return self.checkpoints / _step_name(step)
+
+    def checkpoint_tmp(self, step: int) -> Path:
+        """Where checkpoint ``step`` is assembled before it is renamed into place (hidden, per process)."""
+        return self.checkpoints / f"{_CHECKPOINT_TMP_PREFIX}{int(step):06d}_{os.getpid()}"
+
+    def checkpoint_folders(self) -> list[Path]:
+        """Every ``step_XXXXXX`` checkpoint folder, oldest first (complete or not: see is_complete_checkpoint)."""
+        root = self.checkpoints
+        return sorted(p for p in root.glob(f"{_STEP_PREFIX}*") if p.is_dir()) if root.is_dir() else []
+
+    def stale_checkpoint_tmps(self) -> list[Path]:
+        """Temporary checkpoint folders left by a run killed while saving."""
+        root = self.checkpoints
+        return sorted(root.glob(f"{_CHECKPOINT_TMP_PREFIX}*")) if root.is_dir() else []
+
+    @staticmethod
+    def is_complete_checkpoint(folder: Path) -> bool:
+        return (folder / CHECKPOINT_STATE).is_file()
+
+    # -- summary.json
+    def write_summary(self, summary: dict[str, Any]) -> Path:
+        """Write ``summary.json`` (indented JSON, as the demo always wrote it) atomically; return its path."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.summary, json.dumps(summary, indent=2))
+        return self.summary
+
+    def read_summary(self) -> dict[str, Any]:
+        """``summary.json`` as a dict ({} when absent; a non-object is wrapped as ``{"value": ...}``)."""
+        if not self.summary.is_file():
+            return {}
+        loaded = json.loads(self.summary.read_text())
+        return loaded if isinstance(loaded, dict) else {"value": loaded}
+
+
+# ---------------------------------------------------------------------------------------------- file helpers
+
+
+def write_text_atomic(path: str | Path, text: str, *, fsync: bool = True) -> None:
+    """Replace ``path`` by ``text`` through a hidden temporary file and ``os.replace``: readers and crashes see
+    the old file or the new one, never a mix."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def append_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
+    """Append one ``json.dumps`` line per record (the file is created when missing)."""
+    lines = "".join(json.dumps(record) + "\n" for record in records)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(lines)
+
+
+def read_jsonl(path: str | Path, *, skipped: list[int] | None = None) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, one per non-blank line ([] when the file is missing).
+
+    A line that is not a JSON object raises ``ValueError``; when ``skipped`` is given it is skipped instead and its
+    1-based line number appended there (e.g. the half-written last line of a killed run). ``NaN`` literals parse.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows: list[dict[str, Any]] = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                if skipped is None:
+                    raise ValueError(f"{path}:{number}: not JSON: {error}") from error
+                skipped.append(number)
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+            elif skipped is None:
+                raise ValueError(f"{path}:{number}: not a JSON object")
+            else:
+                skipped.append(number)
+    return rows
+
+
+def truncate_jsonl(path: str | Path, last_step: int) -> None:
+    """Keep the lines of ``path`` whose ``step`` is at most ``last_step`` (atomically; kept lines unchanged).
+
+    Used on resume: lines written by the killed run after its last checkpoint are dropped, so the file reads
+    as one uninterrupted run. A line without ``step`` counts as step 0; an unreadable line (a half-written
+    last line) is dropped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        step = row.get("step", 0) if isinstance(row, dict) else None
+        if isinstance(step, (int, float)) and step <= last_step:
+            kept.append(line + "\n")
+    write_text_atomic(path, "".join(kept), fsync=False)
