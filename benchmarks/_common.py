@@ -1,6 +1,6 @@
 """Shared setup for the performance benchmarks: a tiny local model, prompts, a reward, a clipo trainer, stats.
 
-Nothing is downloaded: the tokenizer and the model come from ``clipo.testing``. EOS (and pad) get a -1e4 logit
+Nothing is downloaded: the tokenizer and the model come from ``clipo.models.tiny``. EOS (and pad) get a -1e4 logit
 bias so every rollout runs to exactly ``max_new_tokens`` tokens; then clipo and TRL do identical work.
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ Run from the repository root (needs ``pip install trl``)::
     python benchmarks/bench_vs_trl.py --unshared       # + clipo with both prompt-sharing options off
 
 Identical settings on both sides: the same tiny Qwen2-style model (same config, same seed, so the same initial
-weights; hidden 256, 4 layers, 2.4M params, char-level tokenizer from ``clipo.testing``), the same chat-rendered prompts,
+weights; hidden 256, 4 layers, 2.4M params, char-level tokenizer from ``clipo.models.tiny``), the same chat-rendered prompts,
 B=4 prompts x G=8 samples = 32 rollouts per step, exactly ``--max-new`` response tokens for every rollout (EOS
 and pad get a -1e4 logit bias, so neither ever stops early), sampling at T=1, top_p=1, top_k=0, all 32 rollouts
 generated in one ``generate`` call, one optimizer step per RL step (one mini-batch, one micro-batch of 32, no

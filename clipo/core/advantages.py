@@ -4,6 +4,8 @@ Shapes: ``N`` rollouts; rollouts of the same prompt share one integer ``group_id
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
@@ -14,6 +16,33 @@ def _group_index(group_ids: Tensor) -> tuple[Tensor, int]:
         raise TypeError(f"group_ids must be an integer tensor (one id per prompt), got dtype {group_ids.dtype}")
     _, index = torch.unique(group_ids, return_inverse=True)
     return index, int(index.max().item()) + 1 if index.numel() else 0
+
+
+class _GroupSums(NamedTuple):
+    """Per-group statistics shared by the advantage estimators (float64)."""
+
+    index: Tensor  # [N] dense group index of each rollout
+    rewards: Tensor  # [N] the rewards as float64
+    counts: Tensor  # [K] rollouts per group
+    sums: Tensor  # [K] reward sum per group
+    constant: Tensor  # [N] bool: the rollout's group has identical rewards
+
+
+def _group_sums(name: str, rewards: Tensor, group_ids: Tensor) -> _GroupSums:
+    """Check the shapes (``name`` is the caller, for the message) and sum the rewards per group."""
+    if rewards.dim() != 1 or group_ids.shape != rewards.shape:
+        raise ValueError(
+            f"{name}: rewards and group_ids must both be [N]; got {tuple(rewards.shape)} and "
+            f"{tuple(group_ids.shape)} (sum token-level rewards over the last dim first)"
+        )
+    index, num_groups = _group_index(group_ids)
+    r = rewards.double()
+    counts = torch.zeros(num_groups, dtype=torch.float64, device=r.device).index_add_(0, index, torch.ones_like(r))
+    sums = torch.zeros_like(counts).index_add_(0, index, r)
+    # "All equal" is tested on the rewards themselves, so it is exact whatever the round-off of a mean.
+    group_max = torch.full_like(counts, -torch.inf).scatter_reduce_(0, index, r, reduce="amax")
+    group_min = torch.full_like(counts, torch.inf).scatter_reduce_(0, index, r, reduce="amin")
+    return _GroupSums(index, r, counts, sums, (group_max == group_min)[index])
 
 
 @torch.no_grad()
@@ -46,17 +75,7 @@ def group_advantages(
     Returns:
         ``[N]`` advantages, no gradient. Broadcast over tokens with ``A[:, None] * mask``.
     """
-    if rewards.dim() != 1 or group_ids.shape != rewards.shape:
-        raise ValueError(
-            f"group_advantages: rewards and group_ids must both be [N]; got {tuple(rewards.shape)} and "
-            f"{tuple(group_ids.shape)} (sum token-level rewards over the last dim first)"
-        )
-    if rewards.numel() == 0:
-        return rewards.clone()
-    index, num_groups = _group_index(group_ids)
-    r = rewards.double()
-    counts = torch.zeros(num_groups, dtype=torch.float64, device=r.device).index_add_(0, index, torch.ones_like(r))
-    sums = torch.zeros_like(counts).index_add_(0, index, r)
+    index, r, counts, sums, constant = _group_sums("group_advantages", rewards, group_ids)
     mean = sums / counts
     deviation = r - mean[index]
     # Unbiased variance; groups of one take verl's convention (mean 0, std 1).
@@ -65,10 +84,7 @@ def group_advantages(
     singleton = counts[index] == 1
     centered = torch.where(singleton, r, deviation)
     # Exactly zero for groups with identical rewards, whatever the round-off in the mean.
-    group_max = torch.full_like(counts, -torch.inf).scatter_reduce_(0, index, r, reduce="amax")
-    group_min = torch.full_like(counts, torch.inf).scatter_reduce_(0, index, r, reduce="amin")
-    constant = (group_max == group_min)[index] & ~singleton
-    centered = torch.where(constant, torch.zeros_like(centered), centered)
+    centered = torch.where(constant & ~singleton, torch.zeros_like(centered), centered)
     if scale_by_std:
         scale = torch.where(singleton, torch.ones_like(r), std[index])
         centered = centered / (scale + eps)
@@ -97,23 +113,10 @@ def rloo_advantages(rewards: Tensor, group_ids: Tensor) -> Tensor:
     Returns:
         ``[N]`` advantages, no gradient; they sum to 0 within every group.
     """
-    if rewards.dim() != 1 or group_ids.shape != rewards.shape:
-        raise ValueError(
-            f"rloo_advantages: rewards and group_ids must both be [N]; got {tuple(rewards.shape)} and "
-            f"{tuple(group_ids.shape)} (sum token-level rewards over the last dim first)"
-        )
-    if rewards.numel() == 0:
-        return rewards.clone()
-    index, num_groups = _group_index(group_ids)
-    r = rewards.double()
-    counts = torch.zeros(num_groups, dtype=torch.float64, device=r.device).index_add_(0, index, torch.ones_like(r))
-    sums = torch.zeros_like(counts).index_add_(0, index, r)
+    index, r, counts, sums, constant = _group_sums("rloo_advantages", rewards, group_ids)
     others = counts[index] - 1  # [N] G − 1
     baseline = (sums[index] - r) / others.clamp(min=1)  # mean of the other rollouts of the group
     advantages = torch.where(others > 0, r - baseline, torch.zeros_like(r))
-    group_max = torch.full_like(counts, -torch.inf).scatter_reduce_(0, index, r, reduce="amax")
-    group_min = torch.full_like(counts, torch.inf).scatter_reduce_(0, index, r, reduce="amin")
-    constant = (group_max == group_min)[index]
     advantages = torch.where(constant, torch.zeros_like(advantages), advantages)
     return advantages.to(rewards.dtype)
 

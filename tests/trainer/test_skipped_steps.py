@@ -1,23 +1,12 @@
 """A step without a batch logs nothing as its own; RLOO, the registry's newest entry, trains end to end."""
 import json
-import random
 
-import pytest
 import torch
 
 from clipo.core.advantages import rloo_advantages
 from clipo.rewards import register_reward
 from clipo.testing import build_tiny_trainer, even_length_reward
 from clipo.training.tracking import read_metrics
-
-
-@pytest.fixture(scope="module")
-def prompts_file(tmp_path_factory):
-    rng = random.Random(0)
-    path = tmp_path_factory.mktemp("data") / "train.jsonl"
-    rows = [{"prompt": f"{a}+{b}=?", "answer": str(a + b)} for a, b in ((rng.randint(0, 9), rng.randint(0, 9)) for _ in range(32))]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def test_a_skipped_dapo_step_logs_no_samples_and_no_embeddings(prompts_file, tmp_path):

@@ -1,6 +1,4 @@
 """End-to-end training on a tiny random Qwen2-style model built in the test (no downloads)."""
-import json
-import random
 
 import pytest
 import torch
@@ -8,15 +6,6 @@ import torch
 from clipo.testing import build_tiny_trainer
 from clipo.training.tracking import read_metrics
 from clipo.training.trainer import NonFiniteLossError
-
-
-@pytest.fixture(scope="module")
-def prompts_file(tmp_path_factory):
-    rng = random.Random(0)
-    path = tmp_path_factory.mktemp("data") / "train.jsonl"
-    rows = [{"prompt": f"{a}+{b}=?", "answer": str(a + b)} for a, b in ((rng.randint(0, 9), rng.randint(0, 9)) for _ in range(32))]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def make_trainer(prompts_file, output_dir, *overrides):
