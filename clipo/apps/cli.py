@@ -5,6 +5,7 @@
     clipo report RUN_DIR [--out DIR]                          PNG plots and a Markdown summary of a run
     clipo experiment [--seeds 3] [--algorithms grpo] [k=v]    base vs base + CLIPO on the demo task, over seeds
     clipo config [--config FILE] [key=value ...]              print every key (or the resolved config)
+    clipo plan [--config FILE] [--gpus N] [--gpu-memory GiB]  memory per GPU on paper, and what to change
 
 Without --config and without model.name_or_path, `clipo train` starts from the built-in demo recipe
 (clipo/recipes/demo.yaml); recipes for GPUs live in clipo/recipes/ too.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from transformers.utils import logging as hf_logging
 from clipo.apps.demo.experiment import run_experiment
 from clipo.apps.demo.run import RECIPE, run_demo
 from clipo.apps.evaluate import run_evaluation
+from clipo.apps.plan import add_parser as add_plan_parser
+from clipo.apps.plan import plan_command
 from clipo.apps.report import report_command
 from clipo.apps.specs import build_trainer
 from clipo.data import DataError
@@ -53,12 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="list every config key with its default and help, or print a resolved config")
     config.add_argument("--config", help="YAML config file to resolve")
     config.add_argument("overrides", nargs="*")
+    add_plan_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _quiet_libraries()
+    if argv is None:
+        _show_clipo_logs()
     try:
         if args.command in (None, "train"):
             return _train(getattr(args, "config", None), getattr(args, "overrides", []))
@@ -70,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             run_experiment(list(args.overrides), seeds=args.seeds, algorithms=[a for a in args.algorithms.split(",") if a],
                            output_dir=args.output)
             return 0
+        if args.command == "plan":
+            return plan_command(args)
         if args.command == "report":
             return report_command(args.run_dir, args.out)
     except ConfigError as error:
@@ -86,6 +95,17 @@ def _quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
+def _show_clipo_logs() -> None:
+    """As a command, print clipo's own log lines (data summaries, prompts dropped, steps per epoch, precision
+    warnings) on stderr. Not done when ``main`` is called from Python: the caller owns logging there."""
+    log = logging.getLogger("clipo")
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def _base_config(config_path: str | None, overrides: list[str]) -> str | None:
     """The demo recipe is the base when the user names neither a config file nor a model."""
     if config_path is not None:
@@ -99,10 +119,12 @@ def _train(config_path: str | None, overrides: list[str]) -> int:
     config = load_config(_base_config(config_path, overrides), overrides)
     if config.model.name_or_path.startswith("builtin:") and config.data.train.startswith("builtin:"):
         return run_demo(config)
-    result = build_trainer(config).fit()
-    print(f"clipo: trained {result['step']} steps; run folder {config.trainer.output_dir}")
-    if result["eval"]:
-        print(json.dumps(result["eval"], indent=2))
+    trainer = build_trainer(config)
+    result = trainer.fit()
+    if trainer.is_main:  # one line per run, not per process
+        print(f"clipo: trained {result['step']} steps; run folder {config.trainer.output_dir}")
+        if result["eval"]:
+            print(json.dumps(result["eval"], indent=2))
     return 0
 
 

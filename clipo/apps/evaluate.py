@@ -9,6 +9,7 @@ from clipo.apps.specs import load_eval_sets, resolve_model
 from clipo.rollout import make_engine
 from clipo.training.config import Config
 from clipo.training.evaluation import EvalResult, evaluate_all
+from clipo.training.precision import autocast_context
 
 
 def run_evaluation(config: Config, *, model: Any = None, tokenizer: Any = None, seed: int = 0) -> list[EvalResult]:
@@ -18,4 +19,5 @@ def run_evaluation(config: Config, *, model: Any = None, tokenizer: Any = None, 
         model, tokenizer = resolve_model(config)
     device = "cuda" if torch.cuda.is_available() and config.trainer.device != "cpu" else "cpu"
     engine = make_engine(config, model.to(device).eval(), tokenizer)
-    return evaluate_all(config, eval_sets, engine, seed=seed)
+    with autocast_context(config.trainer.precision, device):  # generation computes as training does
+        return evaluate_all(config, eval_sets, engine, seed=seed)

@@ -14,13 +14,21 @@ from clipo.apps.demo.warmstart import load_builtin_model
 from clipo.data import DATA_DIR_ENV, PromptDataset, data_root, load_prompts, resolve_data_path
 from clipo.models import LoraSpec, load_policy, load_tokenizer
 from clipo.training.config import Config, ConfigError
+from clipo.training.precision import master_dtype
 from clipo.training.trainer import RLTrainer
 
 BUILTIN_PREFIX = "builtin:"
 
 
 def resolve_model(config: Config) -> tuple[Any, Any]:
-    """The policy and its tokenizer for ``config.model``."""
+    """The policy and its tokenizer for ``config.model``.
+
+    The checkpoint is loaded straight in the dtype ``trainer.precision`` trains it in
+    (:func:`clipo.training.precision.master_dtype`): ``bf16-mixed`` float32 (a bfloat16 checkpoint read as float32
+    is exact), ``bf16`` bfloat16, ``fp32`` ``model.dtype``. With LoRA under ``bf16-mixed`` only the adapters are
+    trained, so the frozen base is loaded in ``model.dtype`` (peft keeps the adapters float32). The ``builtin:``
+    demo model is float32; the trainer casts it if the precision asks for bfloat16.
+    """
     m = config.model
     if m.name_or_path.startswith(BUILTIN_PREFIX):
         return load_builtin_model(m.name_or_path[len(BUILTIN_PREFIX):])
@@ -28,7 +36,9 @@ def resolve_model(config: Config) -> tuple[Any, Any]:
     if m.lora_r > 0:
         lora = LoraSpec(r=m.lora_r, alpha=m.lora_alpha, dropout=m.lora_dropout, target_modules=tuple(m.lora_target_modules))
     tokenizer = load_tokenizer(m.name_or_path, trust_remote_code=m.trust_remote_code, gguf_file=m.gguf_file)
-    model = load_policy(m.name_or_path, dtype=m.dtype, trust_remote_code=m.trust_remote_code, gguf_file=m.gguf_file,
+    precision = config.trainer.precision
+    dtype = m.dtype if lora is not None and precision == "bf16-mixed" else master_dtype(precision, m.dtype)
+    model = load_policy(m.name_or_path, dtype=dtype, trust_remote_code=m.trust_remote_code, gguf_file=m.gguf_file,
                         gradient_checkpointing=m.gradient_checkpointing, lora=lora)
     return model, tokenizer
 

@@ -1,7 +1,9 @@
 """A list-like dataset of prompts and a deterministic, resumable shuffling iterator over it.
 
 A trainer checkpoints the iterator's :class:`DataPosition` (seed, epoch, offset) and, after a restart,
-continues with exactly the examples it would have seen next.
+continues with exactly the examples it would have seen next. Batches (:meth:`PromptIterator.next_batch`) never
+mix two epochs: like a PyTorch ``DataLoader(drop_last=True)`` (verl's), the tail of an epoch too short for a
+whole batch is skipped and the next epoch starts with a fresh shuffle.
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import hashlib
 import json
 import random
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union, overload
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union, overload
 
 from .errors import DataError
 from .records import LoadReport, PromptExample
@@ -100,6 +102,22 @@ class PromptDataset(Sequence[PromptExample]):
         """A new dataset with the examples for which ``predicate(example)`` is true."""
         return PromptDataset([ex for ex in self._examples if predicate(ex)])
 
+    def drop_long_prompts(self, lengths: Sequence[int], limit: int) -> Tuple["PromptDataset", int]:
+        """The examples whose prompt length (``lengths[k]`` for example ``k``, e.g. in tokens) is at most
+        ``limit``, and how many were dropped; ``limit <= 0`` keeps everything. The load reports are kept.
+
+        The lengths come from the caller (the trainer tokenizes the rendered prompts), so the data layer needs
+        no tokenizer. The result may be empty; deciding whether that is an error is the caller's business.
+        """
+        if len(lengths) != len(self._examples):
+            raise ValueError(f"drop_long_prompts: {len(lengths)} lengths for {len(self._examples)} examples")
+        if limit <= 0:
+            return self, 0
+        kept = [ex for ex, length in zip(self._examples, lengths) if length <= limit]
+        if len(kept) == len(self._examples):
+            return self, 0
+        return PromptDataset(kept, self.report, list(self.reports)), len(self._examples) - len(kept)
+
     def fingerprint(self) -> str:
         """A short hash of the prompts, answers and sources, to check a checkpoint resumes the same data."""
         if self._fingerprint is None:
@@ -120,6 +138,8 @@ class PromptDataset(Sequence[PromptExample]):
 class PromptIterator(Iterator[PromptExample]):
     """Yields examples epoch after epoch, each epoch in the order :func:`epoch_order` gives.
 
+    Iterating example by example (``next(it)``) visits every example of every epoch; :meth:`next_batch`
+    draws whole batches from one epoch and skips an epoch's short tail (``drop_last``).
     :attr:`position` is the position of the *next* example, so saving it after consuming a batch and
     restoring it later (:meth:`state_dict` / :meth:`load_state_dict`, or ``position=``) resumes exactly.
     """
@@ -148,6 +168,11 @@ class PromptIterator(Iterator[PromptExample]):
         self._order = None
 
     @property
+    def epoch(self) -> int:
+        """The epoch of the last example or batch drawn (before any draw: the epoch the iterator starts in)."""
+        return self._epoch
+
+    @property
     def position(self) -> DataPosition:
         """Position of the next example (normalised: the end of an epoch is offset 0 of the next)."""
         if self._offset >= len(self.dataset):
@@ -169,15 +194,31 @@ class PromptIterator(Iterator[PromptExample]):
         return ex
 
     def next_batch(self, size: int) -> List[PromptExample]:
-        """The next ``size`` examples, continuing into the next epoch when one ends (shorter only at
-        the end of the last epoch when ``epochs`` is set)."""
+        """The next ``size`` examples, all from one epoch.
+
+        As a ``DataLoader`` with ``drop_last=True``: when fewer than ``size`` examples are left in the current
+        epoch, they are skipped and the batch is the first ``size`` of the next epoch's order, so an epoch
+        gives ``len(dataset) // size`` batches and every example appears at most once per epoch. Returns []
+        once ``epochs`` (when set) are done.
+
+        Raises:
+            ValueError: ``size < 1``.
+            DataError: ``size`` exceeds the dataset, so no batch could ever be filled.
+        """
         if size < 1:
             raise ValueError(f"batch size must be >= 1, got {size}")
-        batch: List[PromptExample] = []
-        for ex in self:
-            batch.append(ex)
-            if len(batch) == size:
-                break
+        n = len(self.dataset)
+        if size > n:
+            raise DataError(f"a batch of {size} examples cannot be drawn from a dataset of {n}: batches never mix "
+                            "epochs (drop_last), so the dataset needs at least one whole batch")
+        if n - self._offset < size:  # the epoch's tail cannot fill a batch: drop it, start the next epoch
+            self._epoch, self._offset, self._order = self._epoch + 1, 0, None
+        if self.epochs is not None and self._epoch >= self.epochs:
+            return []
+        if self._order is None:
+            self._order = epoch_order(n, self._seed, self._epoch, self.shuffle)
+        batch = [self.dataset[i] for i in self._order[self._offset:self._offset + size]]
+        self._offset += size
         return batch
 
     def state_dict(self) -> Dict[str, Any]:

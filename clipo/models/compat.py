@@ -11,6 +11,7 @@ import inspect
 import torch
 import transformers
 from packaging.version import Version
+from torch.nn.parallel import DistributedDataParallel
 from transformers import DynamicCache
 
 
@@ -30,6 +31,7 @@ def new_dynamic_cache(model: torch.nn.Module):
 
 def cache_kwarg(model: torch.nn.Module) -> str:
     """Name of the KV-cache argument of the model's forward: `cache` (transformers >= 5.x) or `past_key_values`."""
+    model = unwrap(model)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     try:
         return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
@@ -39,6 +41,7 @@ def cache_kwarg(model: torch.nn.Module) -> str:
 
 def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
     """Whether the underlying HF causal LM's forward takes `logits_to_keep` (transformers >= 4.50 models)."""
+    model = unwrap(model)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     try:
         return "logits_to_keep" in inspect.signature(base.forward).parameters
@@ -68,3 +71,23 @@ def shared_prompt_cache(model: torch.nn.Module, ids: torch.Tensor, attention: to
         return None
     cache.batch_repeat_interleave(repeats)
     return cache
+
+
+def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The transformer blocks of a Hugging Face causal LM (the units FSDP shards one by one).
+
+    Found by the class names the model lists in ``_no_split_modules`` (the blocks transformers itself never
+    splits across devices); a model that lists none has no recognisable blocks and gets an error.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    names = set(getattr(base, "_no_split_modules", None) or ())
+    layers = [m for m in base.modules() if type(m).__name__ in names]
+    if not layers:
+        raise ValueError(f"{type(base).__name__}: cannot find its decoder layers (no _no_split_modules); "
+                         "FSDP needs them to shard layer by layer")
+    return layers
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a ``DistributedDataParallel`` wrapper (``model`` itself otherwise)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model

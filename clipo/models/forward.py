@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from clipo.models.compat import accepts_logits_to_keep, cache_kwarg, checkpointing_active, shared_prompt_cache
+from clipo.models.compat import accepts_logits_to_keep, cache_kwarg, checkpointing_active, shared_prompt_cache, unwrap
 
 __all__ = ["POOLING_MODES", "ForwardOutput", "plan_micro_batches", "policy_forward", "pool_hidden", "token_logp"]
 
@@ -206,10 +206,13 @@ def _forward_micro_batch(
 
     keep = used + 1  # logits at columns p-1 .. p+used-1; the last one predicts past the response
     kwargs = {"logits_to_keep": keep} if accepts_logits_to_keep(model) else {}
-    head = model.get_output_embeddings()
+    # A DistributedDataParallel wrapper runs the main forward (its gradient hooks must see it) but has no HF
+    # attributes; the prompt prefill runs on the inner module, so DDP sees exactly one forward per backward.
+    inner = unwrap(model)
+    head = inner.get_output_embeddings()
     cache = None
     if group_size is not None and p > 1 and not checkpointing_active(model):
-        cache = shared_prompt_cache(model, ids[::group_size, :p - 1], attention[::group_size, :p - 1],
+        cache = shared_prompt_cache(inner, ids[::group_size, :p - 1], attention[::group_size, :p - 1],
                                      positions[::group_size, :p - 1], group_size)
     shared = cache is not None
     if shared:
@@ -254,7 +257,8 @@ def token_logp(
 
     logits: [m, l, V] any float dtype; targets: [m, l] int64. Returns logp [m, l] and entropy [m, l] or
     None. Works through the flattened tokens in chunks so that only one chunk is ever upcast to float32.
-    logp = x[target] − logsumexp(x);  entropy = logsumexp(x) − Σ_v softmax(x)_v · x_v,  x = logits / T.
+    No op here is one autocast lowers (upcast, logsumexp, gather, softmax), so under trainer.precision=bf16-mixed
+    bf16 logits still give float32 log-probs. logp = x[target] − logsumexp(x);  entropy = logsumexp(x) − Σ_v softmax(x)_v · x_v,  x = logits / T.
     """
     m, l, vocab = logits.shape
     flat = logits.reshape(m * l, vocab)
@@ -292,8 +296,19 @@ def pool_hidden(hidden: torch.Tensor, response_mask: torch.Tensor, pooling: str 
         mask = mask * F.pad(mask[:, 1:], (0, 1))
     elif pooling != "mean":
         raise ValueError(f"pooling={pooling!r}: expected one of {POOLING_MODES}")
-    summed = torch.einsum("mlh,ml->mh", hidden.float(), mask)  # [m, H]
+    with _autocast_off(hidden.device):  # under an outer bf16 autocast this einsum (a bmm) would run in bf16
+        summed = torch.einsum("mlh,ml->mh", hidden.float(), mask)  # [m, H]
     return summed / count.clamp(min=1.0)
+
+
+def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast disabled on `device` while float32 math runs (trainer.precision=bf16-mixed wraps the whole forward
+    in bf16 autocast); a no-op when autocast is not on."""
+    try:
+        on = torch.is_autocast_enabled(device.type)  # torch >= 2.4
+    except TypeError:  # torch 2.3 takes no device type
+        on = torch.is_autocast_cpu_enabled() if device.type == "cpu" else torch.is_autocast_enabled()
+    return torch.autocast(device_type=device.type, enabled=False) if on else contextlib.nullcontext()
 
 
 def _check_layout(prompt_mask: torch.Tensor, response_mask: torch.Tensor) -> None:

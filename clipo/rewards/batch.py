@@ -34,6 +34,9 @@ __all__ = ["BatchResult", "VerifierPool", "score_batch", "shutdown_pools"]
 HARD_TIMEOUT_GRACE_S = 2.0
 # Workers that die before their first result this many times in a row mean a broken setup, not bad input.
 MAX_STARTUP_FAILURES = 3
+#: Seconds a new worker may take to start (import) before it counts as a failed start.
+STARTUP_TIMEOUT_S = 300.0
+_READY = "ready"  # a worker's first message
 
 
 @dataclass
@@ -58,6 +61,7 @@ def _score_task(task: Dict[str, Any], reward: Any, timeout_s: Optional[float], s
 def _worker_main(conn: Connection, reward: Any, timeout_s: Optional[float]) -> None:
     """Worker loop: receive chunks of (index, task), send back (index, score, stats) per task."""
     try:
+        conn.send(_READY)  # imports are done: from now on the parent's clock runs against the tasks
         while True:
             msg = conn.recv()
             if msg is None:
@@ -77,13 +81,21 @@ class _Worker:
         self.proc.start()
         child.close()
         self.pending: List[Tuple[int, Dict[str, Any]]] = []
-        self.last_progress = time.monotonic()
+        self.started = self.last_progress = time.monotonic()
+        self.ready = False  # set when the worker has finished importing (its first message)
         self.ever_replied = False
 
     def assign(self, chunk: List[Tuple[int, Dict[str, Any]]]) -> None:
         self.pending = list(chunk)
         self.last_progress = time.monotonic()
         self.conn.send(chunk)
+
+    def stuck(self, now: float, hard_timeout_s: Optional[float]) -> bool:
+        """Whether the head task has run out of time. A worker's start-up (a fresh interpreter importing torch
+        and the verifiers, seconds on a busy machine) is not a task's time: it has STARTUP_TIMEOUT_S of its own."""
+        if not self.ready:
+            return now - self.started > STARTUP_TIMEOUT_S
+        return bool(hard_timeout_s) and now - self.last_progress > hard_timeout_s
 
     def kill(self) -> None:
         try:
@@ -152,7 +164,11 @@ class VerifierPool:
                 if w.conn in ready:
                     try:
                         while w.conn.poll():
-                            idx, score, st = w.conn.recv()
+                            message = w.conn.recv()
+                            if message == _READY:
+                                w.ready, w.last_progress = True, now
+                                continue
+                            idx, score, st = message
                             scores[idx] = score
                             stats.merge(st)
                             w.pending.pop(0)
@@ -165,8 +181,8 @@ class VerifierPool:
                         continue
                     if not w.pending and queue:
                         w.assign(queue.pop())
-                elif self.hard_timeout_s and now - w.last_progress > self.hard_timeout_s:
-                    self._fail_head(i, stats, timeout=True)
+                elif w.stuck(now, self.hard_timeout_s):
+                    self._fail_head(i, stats, timeout=w.ready)
         return BatchResult(scores, stats)
 
     def _fail_head(self, i: int, stats: VerifierStats, timeout: bool) -> None:

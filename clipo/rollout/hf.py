@@ -145,8 +145,11 @@ class HFGenerateEngine(RolloutEngine):
                                             positions[::group_size, :-1], group_size)
                 if cache is not None:
                     shared[cache_kwarg(self.model)] = cache
+            # synced_gpus=False: transformers turns it on by itself for an FSDP-managed model, keeping every
+            # process stepping until all are done; the trainer generates on gathered full weights instead
+            # (clipo.training.parallel.full_weights), and evaluation runs on one process only.
             out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_config,
-                                      stopping_criteria=criteria, **shared)
+                                      stopping_criteria=criteria, synced_gpus=False, **shared)
         generated = out[:, ids.shape[1]:].tolist()  # [m, T] rows, padded after each row's end
         stopped_at = stop_criterion.stopped_at if stop_criterion and stop_criterion.stopped_at else None
         results = []

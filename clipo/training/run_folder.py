@@ -38,7 +38,7 @@ import torch
 
 __all__ = [
     "RunFolder", "MetricsRow", "SampleRecord", "EvalRecord", "EmbeddingSnapshot", "SNAPSHOT_KEYS",
-    "CHECKPOINT_POLICY", "CHECKPOINT_HEAD", "CHECKPOINT_STATE", "LATEST", "FINAL_HEAD",
+    "CHECKPOINT_POLICY", "CHECKPOINT_SHARDED", "CHECKPOINT_HEAD", "CHECKPOINT_STATE", "LATEST", "FINAL_HEAD",
     "read_jsonl", "append_jsonl", "truncate_jsonl", "write_text_atomic", "step_of",
 ]
 
@@ -59,6 +59,9 @@ REPORT = "report"
 LATEST = "latest"
 #: Inside a checkpoint folder: the policy (save_pretrained + tokenizer), the contrastive head, the trainer state.
 CHECKPOINT_POLICY = "policy"
+#: FSDP runs: the sharded policy and optimizer state (torch.distributed.checkpoint), instead of policy/ and the
+#: optimizer entry of trainer_state.pt.
+CHECKPOINT_SHARDED = "sharded"
 CHECKPOINT_HEAD = "head"
 CHECKPOINT_STATE = "trainer_state.pt"
 #: Inside ``final/``: the trained contrastive head (CLIPO on).

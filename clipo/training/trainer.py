@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 import torch
 from accelerate import Accelerator
 from torch import Tensor
+from torch.distributed.tensor import DTensor
 from tqdm.auto import tqdm
 
 from clipo.core.advantages import informative_groups, overlong_penalty
@@ -34,25 +35,33 @@ from clipo.core.loss import micro_batch_loss, mini_batch_denominators
 from clipo.models import make_reference_model, policy_forward
 from clipo.rollout import RolloutBatch, make_engine
 from clipo.training.checkpoint import (
+    begin_checkpoint,
+    finish_checkpoint,
+    full_model_state,
     latest_checkpoint,
     load_policy_weights,
+    load_sharded,
     load_state,
     rng_state,
     save_checkpoint,
+    save_sharded,
     set_rng_state,
 )
 from clipo.training.config import Config, save_config
 from clipo.training.distributed import (
+    all_agree,
     all_gather_rows,
     all_reduce_min,
     all_reduce_sum,
+    broadcast_object,
     global_group_ids,
     shard,
-    sync_gradients,
 )
 from clipo.training.evaluation import evaluate_all
 from clipo.training.head import HeadTrainer
-from clipo.training.pipeline import render_fn, sampling_params, score_responses
+from clipo.training.parallel import full_weights, gradient_sync, is_sharded, resolve_mode, wrap_policy
+from clipo.training.pipeline import prepare_train_data, render_fn, sampling_params, score_responses
+from clipo.training.precision import autocast_context, prepare_master_weights
 from clipo.training.run_folder import EmbeddingSnapshot, RunFolder, SampleRecord
 from clipo.training.step import StepBatch, algorithm_knobs, batch_metrics, derive_seed, lr_factor, snapshot_schedule
 from clipo.training.tracking import MetricsLogger
@@ -89,19 +98,26 @@ class RLTrainer:
             torch.set_num_threads(t.num_threads)
 
         self.model = model.to(self.device)
+        prepare_master_weights(self.model, t.precision)  # fp32 master weights under bf16-mixed; warns for 16-bit ones
         self.tokenizer = tokenizer
-        self.train_data = train_data
+        # data.max_prompt_tokens drops over-long prompts before training; data/* numbers are logged with step 1.
+        self.train_data, self.data_stats = prepare_train_data(config, tokenizer, train_data, eval_data or {},
+                                                              world_size=self.world_size, announce=self.is_main)
         self.eval_data = eval_data or {}
         self.data_iter = self.train_data.iterator(seed=t.seed, shuffle=config.data.shuffle)
         self.engine = make_engine(config, self.model, self.tokenizer)
         self.render = render_fn(config, self.tokenizer)
+        self.reference = None
+        if config.algorithm.kl_coef > 0:
+            self.reference = make_reference_model(self.model).to(self.device)
+        # The training forward/backward go through train_model: a DDP wrapper, or the policy itself sharded in place
+        # by FSDP (so the optimizer is built after, on the shards); see clipo.training.parallel.
+        self.parallel = resolve_mode(t.parallel, self.world_size)
+        self.train_model = wrap_policy(self.model, self.parallel, self.device, offload=t.fsdp_offload)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, betas=tuple(t.adam_betas))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, warmup=t.lr_warmup_steps, total=t.max_steps, schedule=t.lr_schedule))
-        self.reference = None
-        if config.algorithm.kl_coef > 0:
-            self.reference = make_reference_model(self.model).to(self.device)
         self.head_trainer = self._build_head() if config.clipo.enabled else None
         self.algorithm, self.knobs = get_algorithm(config.algorithm.name), algorithm_knobs(config)
         # (logp, old_logp, adv, mask, global_count) -> PolicyLoss; an attribute so tests and benchmarks can wrap it.
@@ -150,8 +166,10 @@ class RLTrainer:
             # Every process draws the same global batch and keeps its own slice: groups never span processes.
             examples = shard(self.data_iter.next_batch(t.prompts_per_step * self.world_size), self.rank, self.world_size)
             seed = derive_seed(t.seed + 1_000_003 * self.rank, self.step, rounds)  # each process samples its own noise
-            batch = self.engine.generate([self.render(e) for e in examples], self.sampling(
-                n=c.rollout.n, temperature=c.rollout.temperature, seed=seed))
+            # FSDP: the rollout runs on gathered weights, without collectives; bf16-mixed: under bf16 autocast.
+            with full_weights(self.model), self._autocast():
+                batch = self.engine.generate([self.render(e) for e in examples], self.sampling(
+                    n=c.rollout.n, temperature=c.rollout.temperature, seed=seed))
             rounds += 1
             per_rollout = [examples[i] for i in batch.prompt_index.tolist()]
             raw, verify_stats = self.score(batch.response_texts, per_rollout)
@@ -179,7 +197,7 @@ class RLTrainer:
         if self.world_size > 1:
             groups_kept = int(all_reduce_min(torch.tensor(float(groups_kept), device=self.device)))
         stats.update({"rollout/gen_rounds": float(rounds), "rollout/zero_variance_groups": zero_variance_groups / generated_groups,
-                      "rollout/prompts_kept": float(groups_kept)})
+                      "rollout/prompts_kept": float(groups_kept), "data/epoch": float(self.data_iter.epoch)})
         if not kept_batches or groups_kept == 0:
             return None, [], torch.zeros(0), stats
         rollouts = RolloutBatch.concat(kept_batches) if len(kept_batches) > 1 else kept_batches[0]
@@ -193,12 +211,20 @@ class RLTrainer:
                  compute_entropy: bool = False) -> Any:
         r = rollouts if rows is None else rollouts.select(rows)
         temperature = self.config.rollout.temperature or 1.0
-        return policy_forward(
-            model, r.prompt_ids.to(self.device), r.prompt_mask.to(self.device), r.response_ids.to(self.device),
-            r.response_mask.to(self.device), temperature=temperature, pooling=self.config.clipo.pooling,
-            compute_entropy=compute_entropy, entropy_grad=self.config.algorithm.entropy_coef > 0,
-            micro_batch_size=None if with_grad else self.config.trainer.micro_batch_size, with_grad=with_grad,
-            group_size=self._shared_group_size(r))
+        with self._autocast():  # bf16-mixed: bf16 compute; log-probs, entropies and pooled states come out float32
+            return policy_forward(
+                model, r.prompt_ids.to(self.device), r.prompt_mask.to(self.device), r.response_ids.to(self.device),
+                r.response_mask.to(self.device), temperature=temperature, pooling=self.config.clipo.pooling,
+                compute_entropy=compute_entropy, entropy_grad=self.config.algorithm.entropy_coef > 0,
+                micro_batch_size=None if with_grad else self.config.trainer.micro_batch_size, with_grad=with_grad,
+                # Under FSDP a training forward runs each row in full: FSDP2 reshards a layer after its first use in
+                # backward, so a prompt cache built by a second forward of the same layers could not be differentiated.
+                group_size=None if with_grad and is_sharded(self.model) else self._shared_group_size(r))
+
+    def _autocast(self) -> Any:
+        """The context of every policy / reference forward and rollout: bf16 autocast under
+        trainer.precision=bf16-mixed, else a no-op (clipo.training.precision). Backward and the loss run outside it."""
+        return autocast_context(self.config.trainer.precision, self.device)
 
     def _shared_group_size(self, rollouts: Any) -> int | None:
         """rollout.n when prompt sharing is on and the rows are whole contiguous groups of n (else None)."""
@@ -248,7 +274,7 @@ class RLTrainer:
         start = time.perf_counter()
         fused = self._fuse_forwards(rollouts)
         self.model.train(fused)
-        forward = self._forward(self.model, rollouts, compute_entropy=True, with_grad=fused)
+        forward = self._forward(self.train_model if fused else self.model, rollouts, compute_entropy=True, with_grad=fused)
         metrics["time/forward_s"] = torch.tensor(time.perf_counter() - start)
         # 6. Reference log-probs for the KL loss.
         ref_logp = None
@@ -304,29 +330,40 @@ class RLTrainer:
         want_entropy = a.entropy_coef > 0
         stats: dict[str, list[Tensor]] = {}
         finite = True
-        for micro in torch.split(rows, self._micro_batch_rows()):
-            if batch.train_forward is not None and micro.numel() == batch.rollouts.num_rollouts:
-                out, batch.train_forward = batch.train_forward, None  # the fused on-policy forward of step 5
-            else:
-                out = self._forward(self.model, batch.rollouts, with_grad=True, rows=micro, compute_entropy=want_entropy)
-            part = micro_batch_loss(
-                self.loss_fn, out.logp, batch.old_logp[micro].to(self.device), batch.advantages[micro].to(self.device),
-                mask[micro].to(self.device), denominators, loss_agg=a.loss_agg, norm_len=a.norm_len,
-                ref_logp=None if self.reference is None else batch.ref_logp[micro].to(self.device),
-                kl_coef=a.kl_coef, kl_kind=a.kl_kind, entropy=out.entropy if want_entropy else None,
-                entropy_coef=a.entropy_coef)
-            if not torch.isfinite(part.loss):
-                finite = False
-                break
-            self.accelerator.backward(part.loss)
-            for key, value in part.metrics.items():
-                stats.setdefault(f"actor/{key}", []).append(value)
+        micro_batches = torch.split(rows, self._micro_batch_rows())
+        for k, micro in enumerate(micro_batches):
+            last = k == len(micro_batches) - 1
+            # Gradients are reduced over processes in the last micro-batch's backward only. DDP decides that at
+            # forward time, so the forward runs inside the context too.
+            with gradient_sync(self.train_model, enabled=last):
+                if batch.train_forward is not None and micro.numel() == batch.rollouts.num_rollouts:
+                    out, batch.train_forward = batch.train_forward, None  # the fused on-policy forward of step 5
+                else:
+                    out = self._forward(self.train_model, batch.rollouts, with_grad=True, rows=micro,
+                                        compute_entropy=want_entropy)
+                part = micro_batch_loss(
+                    self.loss_fn, out.logp, batch.old_logp[micro].to(self.device),
+                    batch.advantages[micro].to(self.device), mask[micro].to(self.device), denominators,
+                    loss_agg=a.loss_agg, norm_len=a.norm_len,
+                    ref_logp=None if self.reference is None else batch.ref_logp[micro].to(self.device),
+                    kl_coef=a.kl_coef, kl_kind=a.kl_kind, entropy=out.entropy if want_entropy else None,
+                    entropy_coef=a.entropy_coef)
+                loss_finite = bool(torch.isfinite(part.loss))
+                finite = finite and loss_finite
+                # With several processes the last backward runs even on a NaN loss: it is the reduction every
+                # process waits for (the NaN then reaches all of them, and all skip the update).
+                if loss_finite or (last and self.parallel != "none"):
+                    self.accelerator.backward(part.loss)
+            if loss_finite:
+                for key, value in part.metrics.items():
+                    stats.setdefault(f"actor/{key}", []).append(value)
         grad_norm = torch.tensor(float("nan"))
-        finite = sync_gradients(self.model.parameters(), finite)
+        finite = all_agree(finite)  # one NaN/inf anywhere skips the update everywhere: the replicas stay identical
         if finite:
             params = [p for p in self.model.parameters() if p.requires_grad]
             max_norm = t.grad_clip if t.grad_clip > 0 else float("inf")
             grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            grad_norm = grad_norm.full_tensor() if isinstance(grad_norm, DTensor) else grad_norm  # FSDP: a DTensor
             finite = bool(torch.isfinite(grad_norm))
         if not finite:
             # A NaN/inf loss or gradient: skip this update, count it, and stop after a run of them.
@@ -335,7 +372,7 @@ class RLTrainer:
             if self.nonfinite_streak >= t.max_nonfinite_steps:
                 raise NonFiniteLossError(
                     f"{self.nonfinite_streak} consecutive updates had a NaN/inf loss or gradient (step {self.step}); "
-                    "lower trainer.lr, use model.dtype=float32, or check the rewards")
+                    "lower trainer.lr, use trainer.precision=bf16-mixed or fp32 (not pure bf16), or check the rewards")
             return {"actor/skipped_nonfinite": torch.tensor(1.0)}
         self.nonfinite_streak = 0
         self.optimizer.step()
@@ -351,6 +388,8 @@ class RLTrainer:
         step_start = time.perf_counter()
         rollouts, examples, scores, collect_stats = self.collect()
         metrics: dict[str, Any] = dict(collect_stats)
+        if self.step == 1:
+            metrics.update(self.data_stats)  # data/steps_per_epoch (and data/filtered_long_prompts), once
         metrics["time/rollout_s"] = time.perf_counter() - step_start
         if rollouts is None:  # DAPO found no informative group within max_gen_batches
             metrics["actor/update_skipped"] = 1.0
@@ -408,18 +447,25 @@ class RLTrainer:
 
     # ------------------------------------------------------------------------------------------ evaluation
 
+    def _evaluate_on_main(self) -> dict[str, dict[str, float]]:
+        """:meth:`evaluate` on the main process ({} elsewhere); under FSDP every process gathers the weights first."""
+        with full_weights(self.model):
+            return self.evaluate() if self.is_main else {}
+
     def evaluate(self) -> dict[str, dict[str, float]]:
         """Score the policy on ``data.eval`` (greedy pass@1, or sampled avg@k / pass@k when rollout.eval_n > 1)."""
         self.model.eval()
         seed = derive_seed(self.config.trainer.seed, self.step, 3_000_017)
-        return {r.name: r.as_dict() for r in evaluate_all(self.config, self.eval_data, self.engine, seed=seed)}
+        with self._autocast():
+            results = evaluate_all(self.config, self.eval_data, self.engine, seed=seed)
+        return {r.name: r.as_dict() for r in results}
 
     # ------------------------------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": None if is_sharded(self.model) else self.optimizer.state_dict(),  # FSDP: in the shards
             "scheduler": self.scheduler.state_dict(),
             "head": self.head_trainer.state_dict() if self.head_trainer is not None else None,
             "data": self.data_iter.state_dict(),
@@ -428,31 +474,43 @@ class RLTrainer:
         }
 
     def save(self) -> Path | None:
-        """Checkpoint (main process only; every process waits for it)."""
+        """Checkpoint: the main process writes it (under FSDP every process writes its shards first)."""
         self.accelerator.wait_for_everyone()
+        head = self.head_trainer.head if self.head_trainer is not None else None
+        keep = self.config.trainer.keep_checkpoints
+        if is_sharded(self.model):
+            tmp = broadcast_object(begin_checkpoint(self.output_dir, self.step) if self.is_main else None)
+            save_sharded(tmp, self.model, self.optimizer)
+            self.accelerator.wait_for_everyone()
+            path = finish_checkpoint(self.output_dir, self.step, tmp, tokenizer=self.tokenizer, state=self.state_dict(),
+                                     head=head, keep=keep) if self.is_main else None
+            self.accelerator.wait_for_everyone()
+            return path
         if not self.is_main:
             return None
-        return save_checkpoint(self.output_dir, self.step, model=self.accelerator.unwrap_model(self.model),
-                               tokenizer=self.tokenizer, state=self.state_dict(),
-                               head=self.head_trainer.head if self.head_trainer is not None else None,
-                               keep=self.config.trainer.keep_checkpoints)
+        return save_checkpoint(self.output_dir, self.step, model=self.model, tokenizer=self.tokenizer,
+                               state=self.state_dict(), head=head, keep=keep)
 
     def resume(self) -> bool:
         """Load the newest checkpoint of ``output_dir``; False when there is none."""
         checkpoint = latest_checkpoint(self.output_dir)
         if checkpoint is None:
             return False
-        weights = load_policy_weights(checkpoint)
-        target = self.accelerator.unwrap_model(self.model)
-        missing, unexpected = target.load_state_dict(weights, strict=False)
-        # Tied embeddings are saved once; anything else missing means a different model.
-        real_missing = [k for k in missing if "lm_head" not in k]
-        if real_missing or unexpected:
-            raise RuntimeError(f"{checkpoint}: checkpoint does not match the model (missing {real_missing[:3]}, "
-                               f"unexpected {unexpected[:3]}); resume with the same model.name_or_path")
         state = load_state(checkpoint)
+        if is_sharded(self.model) != (state["optimizer"] is None):
+            raise RuntimeError(f"{checkpoint}: written with{'out' if state['optimizer'] is not None else ''} "
+                               "trainer.parallel=fsdp; resume with the same trainer.parallel")
+        if is_sharded(self.model):
+            load_sharded(checkpoint, self.model, self.optimizer)
+        else:
+            missing, unexpected = self.model.load_state_dict(load_policy_weights(checkpoint), strict=False)
+            # Tied embeddings are saved once; anything else missing means a different model.
+            real_missing = [k for k in missing if "lm_head" not in k]
+            if real_missing or unexpected:
+                raise RuntimeError(f"{checkpoint}: checkpoint does not match the model (missing {real_missing[:3]}, "
+                                   f"unexpected {unexpected[:3]}); resume with the same model.name_or_path")
+            self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
-        self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.head_trainer is not None and state["head"] is not None:
             self.head_trainer.load_state_dict(state["head"])
@@ -488,17 +546,23 @@ class RLTrainer:
                 progress.set_postfix(acc=f"{last.get('reward/accuracy', float('nan')):.2f}",
                                      reward=f"{last.get('reward/mean', float('nan')):.2f}",
                                      clen=f"{last.get('response/length_mean', float('nan')):.0f}")
-                if t.eval_every and self.eval_data and self.step % t.eval_every == 0 and self.step < t.max_steps and self.is_main:
-                    self.logger.log_eval(self.step, self.evaluate())
+                if t.eval_every and self.eval_data and self.step % t.eval_every == 0 and self.step < t.max_steps:
+                    self.logger.log_eval(self.step, self._evaluate_on_main())
                 if t.save_every and self.step % t.save_every == 0 and self.step < t.max_steps:
                     self.save()
-            final_eval = self.evaluate() if self.eval_data and self.is_main else {}
+            final_eval = self._evaluate_on_main() if self.eval_data else {}
             if final_eval:
                 self.logger.log_eval(self.step, final_eval)
             self.save()
+            # final/: one consolidated Hugging Face model, gathered from the shards under FSDP (a collective).
+            weights = full_model_state(self.model) if is_sharded(self.model) else None
             if self.is_main:
                 run = RunFolder(self.output_dir)
-                self.accelerator.unwrap_model(self.model).save_pretrained(run.final)
+                if t.save_dtype is not None:  # cast a copy; the trained weights stay as they are
+                    dtype = getattr(torch, t.save_dtype)
+                    weights = {k: v.to(dtype) if v.is_floating_point() else v
+                               for k, v in (weights if weights is not None else self.model.state_dict()).items()}
+                self.model.save_pretrained(run.final, state_dict=weights)
                 self.tokenizer.save_pretrained(run.final)
                 if self.head_trainer is not None:
                     self.head_trainer.head.save_pretrained(run.final_head)

@@ -39,17 +39,19 @@ def test_epochs_cover_every_example_once():
 
 def test_resume_gives_the_same_order():
     ds = _ds(10)
-    reference = [ex.index for ex in ds.iterator(seed=5, epochs=3)]
+    e0, e1, e2 = (epoch_order(10, seed=5, epoch=e) for e in range(3))
     it = ds.iterator(seed=5)
-    first = [ex.index for ex in it.next_batch(4)] + [ex.index for ex in it.next_batch(9)]  # crosses an epoch
+    # Batches of 4 from 10: epoch 0 gives two (its last 2 examples are dropped), then epoch 1 starts afresh.
+    first = [[ex.index for ex in it.next_batch(4)] for _ in range(3)]
+    assert first == [e0[0:4], e0[4:8], e1[0:4]]
     state = json.loads(json.dumps(it.state_dict()))  # survives a JSON checkpoint
-    assert state["epoch"] == 1 and state["offset"] == 3 and state["seed"] == 5
+    assert state["epoch"] == 1 and state["offset"] == 4 and state["seed"] == 5
     resumed = ds.iterator(seed=999)  # the seed comes from the state
     resumed.load_state_dict(state)
-    rest = [ex.index for ex in resumed.next_batch(17)]
-    assert first + rest == reference
+    rest = [[ex.index for ex in resumed.next_batch(4)] for _ in range(3)]
+    assert rest == [e1[4:8], e2[0:4], e2[4:8]]
     again = ds.iterator(position=DataPosition.from_dict(state))
-    assert [ex.index for ex in again.next_batch(3)] == reference[13:16]
+    assert [ex.index for ex in again.next_batch(3)] == e1[4:7]
 
 
 def test_position_at_epoch_end_is_normalised():
@@ -78,7 +80,9 @@ def test_resume_refuses_different_data():
 
 def test_unshuffled_and_finite_iteration():
     it = _ds(3).iterator(shuffle=False, epochs=1)
-    assert [ex.index for ex in it.next_batch(5)] == [0, 1, 2]
-    assert it.next_batch(2) == []
+    assert [ex.index for ex in it.next_batch(2)] == [0, 1]
+    assert it.next_batch(2) == []  # example 2 alone cannot fill a batch (drop_last) and there is no epoch 1
+    with pytest.raises(DataError, match="cannot be drawn"):
+        _ds(3).iterator().next_batch(5)  # never mixes epochs, so a batch larger than the dataset is impossible
     with pytest.raises(DataError, match="empty"):
         PromptDataset([]).iterator()

@@ -116,3 +116,28 @@ def test_pool_kills_and_restarts_a_stuck_worker():
 def test_custom_reward_in_batch_receives_row_fields():
     res = score_batch(["a", "b"], ["a", "b"], rows=[{"bonus": 0.5}, {"bonus": 2.0}], reward=f"{FNS}:echo_row")
     assert res.scores == [0.5, 2.0]
+
+
+def test_a_workers_start_up_is_not_counted_as_task_time():
+    # The clock against the head task starts when the worker says it has finished importing, not when the task
+    # was sent: a fresh 'spawn' interpreter importing torch can take longer than timeout_s + grace on a busy machine.
+    from clipo.rewards.batch import STARTUP_TIMEOUT_S, _Worker
+
+    worker = _Worker.__new__(_Worker)  # the clock logic alone, no process
+    worker.started = worker.last_progress = 100.0
+    worker.ready = False
+    assert not worker.stuck(100.0 + 60.0, hard_timeout_s=2.5)  # still importing after a minute: not stuck
+    assert worker.stuck(100.0 + STARTUP_TIMEOUT_S + 1, hard_timeout_s=2.5)  # never started: a failed start
+    worker.ready, worker.last_progress = True, 160.0
+    assert not worker.stuck(162.0, hard_timeout_s=2.5) and worker.stuck(163.0, hard_timeout_s=2.5)
+    assert not worker.stuck(1e9, hard_timeout_s=None)  # no time limit
+
+
+def test_spawned_replacement_worker_scores_the_rest_of_the_chunk():
+    # After the stuck task is killed, the new worker (a fresh 'spawn' interpreter, seconds to import) scores the
+    # rest of the chunk: [stuck, ok, no, ok] -> [0, 1, 0, 1], one timeout, nothing else lost.
+    tasks = [{"response": r, "ground_truth": "ok"} for r in ("stuck", "ok", "no", "ok")]
+    with VerifierPool(1, timeout_s=0.5, reward=f"{FNS}:stuck_uninterruptible", mp_context="spawn") as pool:
+        res = pool.score(tasks, chunk_size=4)
+    assert res.scores == [0.0, 1.0, 0.0, 1.0]
+    assert res.stats.timeouts == 1 and res.stats.worker_restarts == 1 and res.stats.errors == 0

@@ -154,3 +154,20 @@ def test_fused_on_policy_forward_trains_exactly_like_two_forwards(prompts_file, 
         for key in ("actor/pg_loss", "contrastive/loss", "reward/accuracy", "actor/grad_norm"):
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
     assert_state_dicts_equal(fused.model.state_dict(), separate.model.state_dict(), rtol=1e-5, atol=1e-6)
+
+
+def test_save_dtype_casts_only_the_final_model(prompts_file, tmp_path):
+    from safetensors.torch import load_file
+
+    trainer = make_trainer(prompts_file, tmp_path, "trainer.max_steps=1", "data.eval=[]", "trainer.save_dtype=bfloat16")
+    trainer.fit()
+    final = load_file(str(tmp_path / "final" / "model.safetensors"))
+    trained = trainer.model.state_dict()
+    assert final.keys() == {k for k in trained if k in final} and final
+    for name, value in final.items():
+        assert value.dtype == torch.bfloat16, name
+        assert torch.equal(value, trained[name].to(torch.bfloat16)), name
+    # The trained (master) weights and the checkpoint keep float32.
+    assert all(v.dtype == torch.float32 for v in trained.values() if v.is_floating_point())
+    (checkpoint,) = (tmp_path / "checkpoints").glob("step_*")
+    assert all(v.dtype == torch.float32 for v in load_file(str(checkpoint / "policy" / "model.safetensors")).values())

@@ -21,6 +21,7 @@ from clipo.apps.report import make_report
 from clipo.apps.specs import build_trainer
 from clipo.rollout import make_engine
 from clipo.training.pipeline import render_fn, sampling_params
+from clipo.training.precision import autocast_context
 from clipo.training.run_folder import RunFolder
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml"
@@ -42,16 +43,22 @@ def measure(model: Any, tokenizer: Any, config: Any, *, samples: int = 4, seed: 
     sampled rollouts (T = rollout.temperature, ``samples`` per prompt) on the held-out split."""
     engine = make_engine(config, model.eval(), tokenizer, micro_batch_size=256)
     render = render_fn(config, tokenizer)
+    device = next(model.parameters()).device
+
+    def generate(prompts: list[str], params: Any) -> Any:  # under trainer.precision's autocast, as in training
+        with autocast_context(config.trainer.precision, device):
+            return engine.generate(prompts, params)
+
     out: dict[str, float] = {}
     for split, key in (("arithmetic-test", "accuracy"), ("arithmetic-shifted", "shifted_accuracy")):
         examples = list(builtin_dataset(split))
-        batch = engine.generate([render(e) for e in examples], sampling_params(config, n=1, temperature=0.0, seed=seed))
+        batch = generate([render(e) for e in examples], sampling_params(config, n=1, temperature=0.0, seed=seed))
         checks = [check_process(Problem(tuple(e.extra["operands"])), t) for e, t in zip(examples, batch.response_texts)]
         out[key] = sum(c.answer_correct for c in checks) / len(checks)
         if split == "arithmetic-test":
             out["process_accuracy"] = sum(c.steps_correct for c in checks) / len(checks)
     examples = list(builtin_dataset("arithmetic-test"))
-    batch = engine.generate([render(e) for e in examples], sampling_params(config, n=samples, temperature=config.rollout.temperature, seed=seed))
+    batch = generate([render(e) for e in examples], sampling_params(config, n=samples, temperature=config.rollout.temperature, seed=seed))
     checks = [check_process(Problem(tuple(examples[i].extra["operands"])), t)
               for i, t in zip(batch.prompt_index.tolist(), batch.response_texts)]
     correct = [c for c in checks if c.answer_correct]

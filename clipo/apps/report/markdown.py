@@ -132,8 +132,27 @@ def _config_rows(run: RunData) -> list[tuple[str, str]]:
     if _cfg(c, "data.train") is not None:
         ev = _cfg(c, "data.eval") or []
         ev = ev if isinstance(ev, list) else [ev]
-        rows.append(("data", f"train `{_cfg(c, 'data.train')}`" + (f"; eval {', '.join(f'`{e}`' for e in ev)}" if ev else "")))
+        rows.append(("data", f"train `{_cfg(c, 'data.train')}`" + (f"; eval {', '.join(f'`{e}`' for e in ev)}" if ev else "")
+                     + _data_counts(run)))
     return rows
+
+
+def _data_counts(run: RunData) -> str:
+    """The trainer's ``data/*`` numbers (logged with step 1 and per step), as a suffix of the data row."""
+    def first(key: str) -> float:
+        return float(next(v for v in run.metrics[key] if np.isfinite(v)))
+
+    parts = []
+    if run.has("data/filtered_long_prompts"):
+        limit = _cfg(run.config, "data.max_prompt_tokens")
+        parts.append(f"{first('data/filtered_long_prompts'):.0f} prompts longer than data.max_prompt_tokens"
+                     + (f"={limit}" if limit is not None else "") + " dropped")
+    if run.has("data/steps_per_epoch"):
+        parts.append(f"{first('data/steps_per_epoch'):.0f} steps per epoch")
+    if run.has("data/epoch"):
+        last = [v for v in run.metrics["data/epoch"] if np.isfinite(v)][-1]
+        parts.append(f"epoch {last:.0f} (from 0) at the last step")
+    return "; " + ", ".join(parts) if parts else ""
 
 
 def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:

@@ -1,0 +1,105 @@
+"""Training precision (``trainer.precision``): which dtype the policy's weights live in, and which dtype it computes in.
+
+* ``fp32`` (default): no autocast; the weights stay in the dtype they were loaded in (``model.dtype``, float32
+  by default). Exactly the behaviour before this switch existed.
+* ``bf16-mixed``: float32 master weights, float32 gradients and float32 AdamW state; every forward pass
+  (rollout generation, the no-grad log-prob / embedding forward, the training forward, the reference model,
+  evaluation) runs under ``torch.autocast(device_type, dtype=torch.bfloat16)``. Log-probs, entropies and the
+  pooled embedding are computed in float32 from the bf16 logits / states (:mod:`clipo.models.forward`), and
+  the loss math after the forward stays outside autocast. This is how verl (FSDP ``param_dtype=bf16`` over an
+  fp32 actor) and TRL/accelerate (``bf16=True`` over an fp32 model) train.
+* ``bf16``: pure bfloat16 weights and AdamW state, no autocast. An AdamW step moves a weight by about ``lr``;
+  bf16 keeps 8 significant bits, so a step below half an ulp (``2^-9`` to ``2^-8`` of ``|w|``: 6e-5 for
+  ``|w| = 0.02``) rounds away, and at ``lr = 1e-6`` almost every weight never changes. It warns.
+
+``model.dtype`` is the dtype a checkpoint is *loaded* in. The master weights follow the precision
+(:func:`master_dtype`): ``bf16-mixed`` holds float32 whatever ``model.dtype`` says (a bfloat16 checkpoint is
+upcast exactly), ``bf16`` holds bfloat16, ``fp32`` keeps ``model.dtype`` (a 16-bit ``model.dtype`` there is
+pure 16-bit training as before, and warns like ``bf16``). See docs/algorithms.md#precision.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from typing import Any
+
+import torch
+
+from clipo.models import resolve_dtype
+
+__all__ = ["PRECISIONS", "PurePrecisionWarning", "autocast_context", "master_dtype", "prepare_master_weights"]
+
+#: The values of ``trainer.precision``.
+PRECISIONS = ("fp32", "bf16-mixed", "bf16")
+
+_log = logging.getLogger("clipo.training")
+
+
+class PurePrecisionWarning(UserWarning):
+    """The policy is trained with 16-bit master weights: small AdamW updates round away."""
+
+
+def _check(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"trainer.precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
+
+
+def master_dtype(precision: str, model_dtype: str | torch.dtype = "float32") -> torch.dtype:
+    """The dtype the trainable weights (and so their gradients and AdamW state) are held in.
+
+    ``bf16-mixed`` → float32, ``bf16`` → bfloat16, ``fp32`` → ``model_dtype`` (the load dtype, unchanged).
+    """
+    _check(precision)
+    if precision == "bf16-mixed":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    dtype = resolve_dtype(model_dtype)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"model.dtype={model_dtype!r}: trainer.precision=fp32 needs an explicit dtype")
+    return dtype
+
+
+def autocast_context(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager[Any]:
+    """The context every forward pass runs in: bf16 autocast on ``device``'s type under ``bf16-mixed``, else a no-op.
+
+    Backward must run outside it (as PyTorch's autocast recipe says); the trainer only wraps forwards.
+    """
+    _check(precision)
+    if precision != "bf16-mixed":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
+def prepare_master_weights(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """Cast ``model``'s parameters in place to the precision's master dtype; warn when trainable ones end up 16-bit.
+
+    ``bf16-mixed``: trainable parameters that are not float32 are upcast to float32 (bf16 → fp32 is exact);
+    frozen ones (a LoRA base model) keep their dtype, autocast computes in bf16 either way. ``bf16``: every
+    floating parameter is cast to bfloat16. ``fp32``: nothing changes. Buffers are never cast (transformers
+    keeps e.g. the rotary ``inv_freq`` in float32 whatever the load dtype). Returns ``model``.
+    """
+    _check(precision)
+    trainable = [p for p in model.parameters() if p.requires_grad and p.is_floating_point()]
+    if precision == "bf16-mixed":
+        _cast(trainable, torch.float32)
+    elif precision == "bf16":
+        _cast([p for p in model.parameters() if p.is_floating_point()], torch.bfloat16)
+    low = sorted({str(p.dtype).removeprefix("torch.") for p in trainable if p.dtype in (torch.bfloat16, torch.float16)})
+    if low:
+        message = (f"training with {'/'.join(low)} master weights (trainer.precision={precision}): an AdamW step "
+                   f"smaller than half a {low[0]} ulp of the weight (for bfloat16 2^-9..2^-8 of |w|, 6e-5 at |w|=0.02) "
+                   "rounds away, so at small learning rates most weights never change; set "
+                   "trainer.precision=bf16-mixed for float32 master weights with bf16 compute")
+        warnings.warn(message, PurePrecisionWarning, stacklevel=2)
+        _log.warning(message)
+    return model
+
+
+def _cast(params: list[torch.nn.Parameter], dtype: torch.dtype) -> None:
+    """Change the dtype of each parameter in place (the Parameter objects, and so weight ties, stay the same)."""
+    with torch.no_grad():
+        for p in params:
+            if p.dtype != dtype:
+                p.data = p.data.to(dtype)
