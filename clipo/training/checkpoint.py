@@ -18,7 +18,7 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -31,6 +31,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
+from clipo.training.distributed import broadcast_object
+from clipo.training.parallel import is_sharded
 from clipo.training.run_folder import (
     CHECKPOINT_HEAD,
     CHECKPOINT_POLICY,
@@ -149,6 +151,68 @@ def full_model_state(model: torch.nn.Module, *, every_process: bool = False) -> 
     if every_process:
         return {k: v.cpu() for k, v in get_model_state_dict(model, options=StateDictOptions(full_state_dict=True)).items()}
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def save_run_checkpoint(output_dir: str | Path, step: int, *, model: torch.nn.Module,
+                        optimizer: torch.optim.Optimizer, tokenizer: Any, state: Callable[[], dict[str, Any]],
+                        head: Any, keep: int, is_main: bool, barrier: Callable[[], None]) -> Path | None:
+    """The trainer's checkpoint, on every process; returns the folder on the main process (None elsewhere).
+
+    Unsharded policies (``none``/``ddp``): the main process writes everything, the policy with
+    ``save_pretrained`` and the optimizer inside ``state()``. FSDP: the main process creates the temporary
+    folder, every process writes its shards of the policy and optimizer into it (:func:`save_sharded`), then the
+    main process adds the rest (``state()`` has ``optimizer: None``) and renames it into place.
+    """
+    barrier()
+    if is_sharded(model):
+        tmp = broadcast_object(begin_checkpoint(output_dir, step) if is_main else None)
+        save_sharded(tmp, model, optimizer)
+        barrier()
+        path = finish_checkpoint(output_dir, step, tmp, tokenizer=tokenizer, state=state(), head=head,
+                                 keep=keep) if is_main else None
+        barrier()
+        return path
+    if not is_main:
+        return None
+    return save_checkpoint(output_dir, step, model=model, tokenizer=tokenizer, state=state(), head=head, keep=keep)
+
+
+def load_run_checkpoint(checkpoint: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Load the policy and optimizer of a :func:`save_run_checkpoint` folder in place; return its trainer state
+    (step, scheduler, head, data position, RNG) for the trainer to restore."""
+    state = load_state(checkpoint)
+    if is_sharded(model) != (state["optimizer"] is None):
+        raise RuntimeError(f"{checkpoint}: written with{'out' if state['optimizer'] is not None else ''} "
+                           "trainer.parallel=fsdp; resume with the same trainer.parallel")
+    if is_sharded(model):
+        load_sharded(checkpoint, model, optimizer)
+        return state
+    missing, unexpected = model.load_state_dict(load_policy_weights(checkpoint), strict=False)
+    # Tied embeddings are saved once; anything else missing means a different model.
+    real_missing = [k for k in missing if "lm_head" not in k]
+    if real_missing or unexpected:
+        raise RuntimeError(f"{checkpoint}: checkpoint does not match the model (missing {real_missing[:3]}, "
+                           f"unexpected {unexpected[:3]}); resume with the same model.name_or_path")
+    optimizer.load_state_dict(state["optimizer"])
+    return state
+
+
+def save_final(run: RunFolder, *, model: torch.nn.Module, tokenizer: Any, head: Any, save_dtype: str | None,
+               is_main: bool) -> None:
+    """``final/``: one consolidated Hugging Face model (gathered from the shards under FSDP: all processes call
+    this), its tokenizer and the CLIPO head, written by the main process. ``save_dtype`` casts a copy of the
+    weights (``bfloat16`` halves the folder); None keeps the trained master weights' dtype."""
+    weights = full_model_state(model) if is_sharded(model) else None
+    if not is_main:
+        return
+    if save_dtype is not None:  # cast a copy; the trained weights stay as they are
+        dtype = getattr(torch, save_dtype)
+        weights = {k: v.to(dtype) if v.is_floating_point() else v
+                   for k, v in (weights if weights is not None else model.state_dict()).items()}
+    model.save_pretrained(run.final, state_dict=weights)
+    tokenizer.save_pretrained(run.final)
+    if head is not None:
+        head.save_pretrained(run.final_head)
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:

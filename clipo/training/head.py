@@ -157,3 +157,23 @@ class HeadTrainer:
         self.head.load_state_dict(state["head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.steps_done = int(state["steps_done"])
+
+
+def build_head_trainer(clipo: Any, model_config: Any, device: torch.device | str) -> HeadTrainer:
+    """The :class:`HeadTrainer` a run's ``clipo`` config section describes, for a policy with ``model_config``
+    (a transformers config: its hidden size is the head's input). ``clipo.head_load_path`` loads a saved head."""
+    text_config = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
+    hidden = text_config.hidden_size
+    if clipo.head_load_path:
+        head = ContrastiveHead.from_pretrained(clipo.head_load_path)
+        if head.config.hidden_size != hidden:
+            raise ValueError(f"clipo.head_load_path: the head expects hidden size {head.config.hidden_size}, "
+                             f"the policy has {hidden}")
+    else:
+        head = ContrastiveHead(hidden, clipo.head_size, clipo.head_kind)
+    return HeadTrainer(
+        head.to(device), lr=clipo.head_lr, weight_decay=clipo.head_weight_decay, kind=clipo.loss_kind,
+        level=clipo.level, temperature=clipo.temperature, masked_label=clipo.masked_label,
+        skip_trivial=clipo.skip_trivial, distance=clipo.distance, reward=clipo.reward, lam=clipo.lam,
+        constant=clipo.constant, floor=clipo.floor, gap_weight=clipo.gap_weight, fixed=clipo.fixed_head,
+        warmup_steps=clipo.warmup_steps)

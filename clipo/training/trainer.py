@@ -30,21 +30,15 @@ from tqdm.auto import tqdm
 
 from clipo.core.advantages import informative_groups, overlong_penalty
 from clipo.core.algorithms import get_algorithm
-from clipo.core.contrastive import ContrastiveHead
 from clipo.core.loss import micro_batch_loss, mini_batch_denominators
 from clipo.models import make_reference_model, policy_forward
 from clipo.rollout import RolloutBatch, make_engine
 from clipo.training.checkpoint import (
-    begin_checkpoint,
-    finish_checkpoint,
-    full_model_state,
     latest_checkpoint,
-    load_policy_weights,
-    load_sharded,
-    load_state,
+    load_run_checkpoint,
     rng_state,
-    save_checkpoint,
-    save_sharded,
+    save_final,
+    save_run_checkpoint,
     set_rng_state,
 )
 from clipo.training.config import Config, save_config
@@ -53,12 +47,11 @@ from clipo.training.distributed import (
     all_gather_rows,
     all_reduce_min,
     all_reduce_sum,
-    broadcast_object,
     global_group_ids,
     shard,
 )
 from clipo.training.evaluation import evaluate_all
-from clipo.training.head import HeadTrainer
+from clipo.training.head import build_head_trainer
 from clipo.training.parallel import full_weights, gradient_sync, is_sharded, resolve_mode, wrap_policy
 from clipo.training.pipeline import prepare_train_data, render_fn, sampling_params, score_responses
 from clipo.training.precision import autocast_context, prepare_master_weights
@@ -118,7 +111,7 @@ class RLTrainer:
         self.optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay, betas=tuple(t.adam_betas))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, warmup=t.lr_warmup_steps, total=t.max_steps, schedule=t.lr_schedule))
-        self.head_trainer = self._build_head() if config.clipo.enabled else None
+        self.head_trainer = build_head_trainer(config.clipo, self.model.config, self.device) if config.clipo.enabled else None
         self.algorithm, self.knobs = get_algorithm(config.algorithm.name), algorithm_knobs(config)
         # (logp, old_logp, adv, mask, global_count) -> PolicyLoss; an attribute so tests and benchmarks can wrap it.
         self.loss_fn = self.algorithm.bind(self.knobs)
@@ -129,23 +122,6 @@ class RLTrainer:
         self.rollout_metrics = rollout_metrics
 
     # ------------------------------------------------------------------------------------------ setup
-
-    def _build_head(self) -> HeadTrainer:
-        c = self.config.clipo
-        hidden = self.model.config.get_text_config().hidden_size if hasattr(self.model.config, "get_text_config") \
-            else self.model.config.hidden_size
-        if c.head_load_path:
-            head = ContrastiveHead.from_pretrained(c.head_load_path)
-            if head.config.hidden_size != hidden:
-                raise ValueError(f"clipo.head_load_path: the head expects hidden size {head.config.hidden_size}, "
-                                 f"the policy has {hidden}")
-        else:
-            head = ContrastiveHead(hidden, c.head_size, c.head_kind)
-        return HeadTrainer(
-            head.to(self.device), lr=c.head_lr, weight_decay=c.head_weight_decay, kind=c.loss_kind, level=c.level,
-            temperature=c.temperature, masked_label=c.masked_label, skip_trivial=c.skip_trivial,
-            distance=c.distance, reward=c.reward, lam=c.lam, constant=c.constant, floor=c.floor,
-            gap_weight=c.gap_weight, fixed=c.fixed_head, warmup_steps=c.warmup_steps)
 
     def sampling(self, *, n: int, temperature: float, seed: int | None) -> Any:
         return sampling_params(self.config, n=n, temperature=temperature, seed=seed)
@@ -475,41 +451,17 @@ class RLTrainer:
 
     def save(self) -> Path | None:
         """Checkpoint: the main process writes it (under FSDP every process writes its shards first)."""
-        self.accelerator.wait_for_everyone()
-        head = self.head_trainer.head if self.head_trainer is not None else None
-        keep = self.config.trainer.keep_checkpoints
-        if is_sharded(self.model):
-            tmp = broadcast_object(begin_checkpoint(self.output_dir, self.step) if self.is_main else None)
-            save_sharded(tmp, self.model, self.optimizer)
-            self.accelerator.wait_for_everyone()
-            path = finish_checkpoint(self.output_dir, self.step, tmp, tokenizer=self.tokenizer, state=self.state_dict(),
-                                     head=head, keep=keep) if self.is_main else None
-            self.accelerator.wait_for_everyone()
-            return path
-        if not self.is_main:
-            return None
-        return save_checkpoint(self.output_dir, self.step, model=self.model, tokenizer=self.tokenizer,
-                               state=self.state_dict(), head=head, keep=keep)
+        return save_run_checkpoint(
+            self.output_dir, self.step, model=self.model, optimizer=self.optimizer, tokenizer=self.tokenizer,
+            state=self.state_dict, head=self.head_trainer.head if self.head_trainer is not None else None,
+            keep=self.config.trainer.keep_checkpoints, is_main=self.is_main, barrier=self.accelerator.wait_for_everyone)
 
     def resume(self) -> bool:
         """Load the newest checkpoint of ``output_dir``; False when there is none."""
         checkpoint = latest_checkpoint(self.output_dir)
         if checkpoint is None:
             return False
-        state = load_state(checkpoint)
-        if is_sharded(self.model) != (state["optimizer"] is None):
-            raise RuntimeError(f"{checkpoint}: written with{'out' if state['optimizer'] is not None else ''} "
-                               "trainer.parallel=fsdp; resume with the same trainer.parallel")
-        if is_sharded(self.model):
-            load_sharded(checkpoint, self.model, self.optimizer)
-        else:
-            missing, unexpected = self.model.load_state_dict(load_policy_weights(checkpoint), strict=False)
-            # Tied embeddings are saved once; anything else missing means a different model.
-            real_missing = [k for k in missing if "lm_head" not in k]
-            if real_missing or unexpected:
-                raise RuntimeError(f"{checkpoint}: checkpoint does not match the model (missing {real_missing[:3]}, "
-                                   f"unexpected {unexpected[:3]}); resume with the same model.name_or_path")
-            self.optimizer.load_state_dict(state["optimizer"])
+        state = load_run_checkpoint(checkpoint, model=self.model, optimizer=self.optimizer)
         self.step = int(state["step"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.head_trainer is not None and state["head"] is not None:
@@ -554,18 +506,9 @@ class RLTrainer:
             if final_eval:
                 self.logger.log_eval(self.step, final_eval)
             self.save()
-            # final/: one consolidated Hugging Face model, gathered from the shards under FSDP (a collective).
-            weights = full_model_state(self.model) if is_sharded(self.model) else None
-            if self.is_main:
-                run = RunFolder(self.output_dir)
-                if t.save_dtype is not None:  # cast a copy; the trained weights stay as they are
-                    dtype = getattr(torch, t.save_dtype)
-                    weights = {k: v.to(dtype) if v.is_floating_point() else v
-                               for k, v in (weights if weights is not None else self.model.state_dict()).items()}
-                self.model.save_pretrained(run.final, state_dict=weights)
-                self.tokenizer.save_pretrained(run.final)
-                if self.head_trainer is not None:
-                    self.head_trainer.head.save_pretrained(run.final_head)
+            save_final(RunFolder(self.output_dir), model=self.model, tokenizer=self.tokenizer,
+                       head=self.head_trainer.head if self.head_trainer is not None else None,
+                       save_dtype=t.save_dtype, is_main=self.is_main)
             self.accelerator.wait_for_everyone()
         finally:
             progress.close()
