@@ -8,15 +8,22 @@
     clipo plan [--config FILE] [--gpus N] [--gpu-memory GiB]  memory per GPU on paper, and what to change
 
 Without --config and without model.name_or_path, `clipo train` starts from the built-in demo recipe
-(clipo/recipes/demo.yaml); recipes for GPUs live in clipo/recipes/ too.
+(clipo/recipes/demo.yaml); recipes for GPUs live in clipo/recipes/ too. Your own data without a model is refused
+(set model.name_or_path; the demo model is builtin:tiny).
+
+A user error (config, data, model path, output folder) is one line on stderr and exit status 2; anything else is
+one line and exit status 1. `clipo --debug ...` (or CLIPO_DEBUG=1) shows the traceback.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
+from typing import Any
 
 import yaml
 from transformers.utils import logging as hf_logging
@@ -27,16 +34,21 @@ from clipo.apps.evaluate import run_evaluation
 from clipo.apps.plan import add_parser as add_plan_parser
 from clipo.apps.plan import plan_command
 from clipo.apps.report import report_command
-from clipo.apps.specs import build_trainer
+from clipo.apps.report.markdown import read_learning_summary
+from clipo.apps.specs import BUILTIN_PREFIX, DEMO_MODEL_HINT, build_trainer, check_model_path
 from clipo.data import DataError
-from clipo.training.config import ConfigError, describe, load_config, parse_override
+from clipo.training.checkpoint import latest_checkpoint
+from clipo.training.config import ConfigError, describe, load_config, parse_override, resolve_recipe
 from clipo.training.evaluation import format_table
-from clipo.training.run_folder import RunFolder
+from clipo.training.run_folder import SAMPLES, RunFolder, step_of
+from clipo.training.signals import Preempted
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clipo", description="RLVR post-training with GRPO, Dr. GRPO, DAPO, GSPO, GMPO and CLIPO.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also: CLIPO_DEBUG=1)")
     sub = parser.add_subparsers(dest="command")
     train = sub.add_parser("train", help="train a policy (no arguments: the built-in CPU demo)")
     train.add_argument("--config", help="YAML config file (sections model, data, reward, algorithm, clipo, rollout, trainer)")
@@ -44,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="evaluate a checkpoint or Hugging Face model on data.eval")
     evaluate.add_argument("--model", help="model id, folder, or a run folder (uses its final/ model)")
     evaluate.add_argument("--config", help="YAML config file")
-    evaluate.add_argument("--output", help="write the results as JSON here (default: <model>/eval_results.json)")
+    evaluate.add_argument("--output", help="write the results as JSON here, the scored completions beside it "
+                          "(default: RUN_DIR/final/eval_results.json for a run folder, else ./eval_results.json)")
     evaluate.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.eval=test.parquet rollout.eval_n=8")
     report = sub.add_parser("report", help="PNG plots and a Markdown summary of a run folder")
     report.add_argument("run_dir", help="run folder (trainer.output_dir)")
@@ -63,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    debug = args.debug or os.environ.get("CLIPO_DEBUG", "").strip() not in ("", "0", "false")
     _quiet_libraries()
     if argv is None:
         _show_clipo_logs()
@@ -81,13 +95,23 @@ def main(argv: list[str] | None = None) -> int:
             return plan_command(args)
         if args.command == "report":
             return report_command(args.run_dir, args.out)
-    except ConfigError as error:
-        print(f"clipo: config error: {error}", file=sys.stderr)
+    except (ConfigError, DataError) as error:  # a user error: one line naming the key/file and the fix
+        if debug:
+            traceback.print_exc()
+        kind = "config" if isinstance(error, ConfigError) else "data"
+        print(f"clipo: {kind} error: {_one_line(error)}", file=sys.stderr)
         return 2
-    except DataError as error:
-        print(f"clipo: data error: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:  # anything else: one line, the traceback only when asked for
+        if debug:
+            raise
+        print(f"clipo: error: {type(error).__name__}: {_one_line(error)} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
     return 2
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or "(no message)"
 
 
 def _quiet_libraries() -> None:
@@ -115,14 +139,74 @@ def _base_config(config_path: str | None, overrides: list[str]) -> str | None:
     return str(RECIPE)
 
 
+def _model_named(config_path: str | None, overrides: list[str]) -> bool:
+    """Whether the user named a model (an override, or ``model.name_or_path`` in the config file)."""
+    if any(parse_override(o)[0] == "model.name_or_path" for o in overrides):
+        return True
+    if config_path is None:
+        return False
+    data = yaml.safe_load(resolve_recipe(config_path).read_text()) or {}
+    model = data.get("model") if isinstance(data, dict) else None
+    return isinstance(model, dict) and model.get("name_or_path") is not None
+
+
+def _refuse_demo_fallback(config_path: str | None, overrides: list[str], key: str, specs: list[str]) -> None:
+    """User data without a named model would silently run the built-in demo model: refuse (one line)."""
+    own = [spec for spec in specs if spec and not spec.startswith(BUILTIN_PREFIX)]
+    if own and not _model_named(config_path, overrides):
+        raise ConfigError(f"{key}={own[0]} but no model: {DEMO_MODEL_HINT}")
+
+
+def _end_of_run(config, result: dict, resumed_from: int | None) -> str:
+    """``clipo train``'s last line: steps, policy updates vs skips, and a warning when nothing was learned."""
+    summary = read_learning_summary(RunFolder(config.trainer.output_dir).metrics)
+    resumed = f" (resumed from step {resumed_from})" if resumed_from else ""
+    line = (f"clipo: trained {result['step']} steps{resumed}: {summary['updated']} updated the policy, "
+            f"{summary['skipped']} skipped; run folder {config.trainer.output_dir}")
+    if summary["warning"]:
+        line += f"\nclipo: warning: {summary['warning']}"
+    return line
+
+
+def _resume_step(config) -> int | None:
+    """The step a ``trainer.resume`` run continues from (its newest checkpoint), None when it starts fresh."""
+    if not config.trainer.resume:
+        return None
+    checkpoint = latest_checkpoint(config.trainer.output_dir, warn=False)
+    return step_of(checkpoint) if checkpoint is not None else None
+
+
+def _next_free_demo_folder(config: Any, overrides: list[str]) -> None:
+    """Running the demo again writes to runs/demo-2, -3, ... instead of refusing (its folder holds the last run):
+    unless the user named trainer.output_dir or asked to resume or overwrite, which then apply as for any run."""
+    t = config.trainer
+    if t.resume or t.overwrite or any(parse_override(o)[0] == "trainer.output_dir" for o in overrides):
+        return
+    base, candidate, number = Path(t.output_dir), Path(t.output_dir), 1
+    while RunFolder(candidate).previous_run_files():
+        number += 1
+        candidate = base.with_name(f"{base.name}-{number}")
+    if candidate != base:
+        print(f"clipo: {base} holds the previous demo run; this one writes to {candidate}")
+        t.output_dir = str(candidate)
+
+
 def _train(config_path: str | None, overrides: list[str]) -> int:
     config = load_config(_base_config(config_path, overrides), overrides)
-    if config.model.name_or_path.startswith("builtin:") and config.data.train.startswith("builtin:"):
-        return run_demo(config)
-    trainer = build_trainer(config)
-    result = trainer.fit()
+    _refuse_demo_fallback(config_path, overrides, "data.train", [config.data.train])
+    try:
+        if config.model.name_or_path.startswith("builtin:") and config.data.train.startswith("builtin:"):
+            _next_free_demo_folder(config, overrides)
+            return run_demo(config)
+        trainer = build_trainer(config)
+        resumed_from = _resume_step(config)
+        result = trainer.fit()
+    except Preempted as stopped:  # SIGTERM/SIGINT: a checkpoint was written; 143 / 130 as a shell reports them
+        if os.environ.get("RANK", "0") == "0":  # one line per run, not per process
+            print(stopped, file=sys.stderr)
+        return stopped.exit_code
     if trainer.is_main:  # one line per run, not per process
-        print(f"clipo: trained {result['step']} steps; run folder {config.trainer.output_dir}")
+        print(_end_of_run(config, result, resumed_from))
         if result["eval"]:
             print(json.dumps(result["eval"], indent=2))
     return 0
@@ -131,6 +215,7 @@ def _train(config_path: str | None, overrides: list[str]) -> int:
 def _eval(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     config_path = args.config
+    run_final = None
     if args.model:
         model = Path(args.model)
         run = RunFolder(model)
@@ -139,18 +224,27 @@ def _eval(args: argparse.Namespace) -> int:
             # unless a config file is given; command-line overrides still win.
             if config_path is None and run.config.is_file():
                 config_path = str(run.config)
-            model = run.final
+            model = run_final = run.final
+            overrides.append("model.gguf_file=null")  # final/ is saved as safetensors, even from a GGUF model
         overrides.append(f"model.name_or_path={model if model.exists() else args.model}")
     config = load_config(config_path, overrides)
     if not config.data.eval:
         print("clipo eval: set data.eval=FILE[,FILE...] (parquet, JSONL or CSV)", file=sys.stderr)
         return 2
-    results = run_evaluation(config)
+    if not args.model:
+        _refuse_demo_fallback(config_path, overrides, "data.eval", list(config.data.eval))
+    check_model_path(config)
+    # Never into the model's folder (a hub cache or an installed package): the run folder, else the working directory.
+    output = Path(args.output) if args.output else (run_final / "eval_results.json" if run_final is not None
+                                                     else Path("eval_results.json"))
+    samples = output.with_name(SAMPLES if output.name == "eval_results.json" else f"{output.stem}.{SAMPLES}")
+    records: list[dict] = []
+    results = run_evaluation(config, records=records)
     print(format_table(results))
-    output = Path(args.output) if args.output else (Path(config.model.name_or_path) / "eval_results.json"
-                                                     if Path(config.model.name_or_path).is_dir() else Path("eval_results.json"))
+    output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({r.name: r.as_dict() for r in results}, indent=2))
-    print(f"clipo eval: results written to {output}")
+    samples.write_text("".join(json.dumps(r, default=str) + "\n" for r in records))
+    print(f"clipo eval: results written to {output.resolve()}; the {len(records)} scored completions to {samples.resolve()}")
     return 0
 
 

@@ -6,18 +6,67 @@ The trainer itself only ever sees the resulting objects.
 """
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from clipo.apps.demo.data import builtin_dataset
 from clipo.apps.demo.warmstart import load_builtin_model
 from clipo.data import DATA_DIR_ENV, PromptDataset, data_root, load_prompts, resolve_data_path
+from clipo.data.render import chooses_chat_template
 from clipo.models import LoraSpec, load_policy, load_tokenizer
 from clipo.training.config import Config, ConfigError
 from clipo.training.precision import master_dtype
 from clipo.training.trainer import RLTrainer
 
 BUILTIN_PREFIX = "builtin:"
+DEMO_MODEL_HINT = ("set model.name_or_path=... (a Hugging Face id or a local folder); "
+                   "the built-in demo model is builtin:tiny")
+_log = logging.getLogger("clipo.apps")
+
+
+def looks_local(name_or_path: str) -> bool:
+    """Whether ``model.name_or_path`` is written as a file-system path rather than a hub id (``org/name``):
+    it starts with ``/``, ``./``, ``../`` or ``~``, or has a path separator a hub id cannot have
+    (a backslash, or more than one ``/``)."""
+    name = name_or_path.replace(os.sep, "/")
+    if os.altsep:
+        name = name.replace(os.altsep, "/")
+    return (name.startswith(("/", "./", "../", "~")) or name in (".", "..") or "\\" in name_or_path
+            or name.count("/") > 1)
+
+
+def check_model_path(config: Config) -> None:
+    """Refuse, before anything loads, a local-looking ``model.name_or_path`` that does not exist (it would be
+    sent to the hub and fail after minutes of retries), and a ``model.gguf_file`` missing from the folder."""
+    m = config.model
+    if m.name_or_path.startswith(BUILTIN_PREFIX):
+        return
+    path = Path(m.name_or_path).expanduser()
+    if not path.exists() and looks_local(m.name_or_path):
+        raise ConfigError(f"model.name_or_path: {m.name_or_path} does not exist (looked from {Path.cwd()}); "
+                          "pass an existing model folder or a Hugging Face id such as Qwen/Qwen2.5-0.5B-Instruct")
+    if m.gguf_file is not None and path.is_dir() and not (path / m.gguf_file).is_file():
+        found = ", ".join(sorted(p.name for p in path.glob("*.gguf"))) or "none"
+        raise ConfigError(f"model.gguf_file: {m.gguf_file} not found in {path} (.gguf files there: {found}); "
+                          "name one of them, or unset model.gguf_file for a safetensors folder")
+
+
+def check_output_dir(config: Config) -> None:
+    """Refuse an unusable ``trainer.output_dir`` (a file, or not writable) before the model loads; creates nothing."""
+    out = Path(config.trainer.output_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"trainer.output_dir: {out} is a file, not a folder; set trainer.output_dir to a folder")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise ConfigError(f"trainer.output_dir: {existing} (a parent of {out}) is a file; set trainer.output_dir "
+                          "to a folder path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"trainer.output_dir: {existing} is not writable; set trainer.output_dir to a folder "
+                          "you can write to")
 
 
 def resolve_model(config: Config) -> tuple[Any, Any]:
@@ -35,7 +84,12 @@ def resolve_model(config: Config) -> tuple[Any, Any]:
     lora = None
     if m.lora_r > 0:
         lora = LoraSpec(r=m.lora_r, alpha=m.lora_alpha, dropout=m.lora_dropout, target_modules=tuple(m.lora_target_modules))
+    check_model_path(config)
     tokenizer = load_tokenizer(m.name_or_path, trust_remote_code=m.trust_remote_code, gguf_file=m.gguf_file)
+    if m.use_chat_template == "auto":
+        _log.info("clipo: prompts use %s (model.use_chat_template=auto; set true/false to choose)",
+                  "the tokenizer's chat template" if chooses_chat_template(tokenizer)
+                  else "raw text: the tokenizer has no chat template")
     precision = config.trainer.precision
     dtype = m.dtype if lora is not None and precision == "bf16-mixed" else master_dtype(precision, m.dtype)
     model = load_policy(m.name_or_path, dtype=dtype, trust_remote_code=m.trust_remote_code, gguf_file=m.gguf_file,
@@ -75,11 +129,21 @@ def build_trainer(config: Config, **kwargs: Any) -> RLTrainer:
     Anything passed in ``kwargs`` (``model``/``tokenizer``, ``train_data``, ``eval_data``,
     ``rollout_metrics``) is used as given instead of being resolved.
     """
-    # Data first: a missing or malformed file is reported before minutes of model loading.
+    # Data, output folder and model path first: a user error is reported before minutes of model loading.
+    check_output_dir(config)
     if kwargs.get("train_data") is None:
         kwargs["train_data"] = resolve_data(config.data.train, config)
     if kwargs.get("eval_data") is None:
         kwargs["eval_data"] = load_eval_sets(config)
     if kwargs.get("model") is None or kwargs.get("tokenizer") is None:
+        check_model_path(config)
         kwargs["model"], kwargs["tokenizer"] = resolve_model(config)
-    return RLTrainer(config, **kwargs)
+    out = Path(config.trainer.output_dir)
+    created = not out.exists()
+    try:
+        return RLTrainer(config, **kwargs)
+    except BaseException:
+        # RLTrainer creates the output folder; a run that fails while setting up leaves none behind.
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise

@@ -1,11 +1,20 @@
 """Turn a :class:`~clipo.data.records.PromptExample` into the exact text the policy model is given."""
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Union
 
 from .records import Message, PromptExample, PromptLike
 
-__all__ = ["render_prompt", "render_prompts", "to_messages"]
+__all__ = ["chooses_chat_template", "render_prompt", "render_prompts", "to_messages"]
+
+ChatTemplateSetting = Union[bool, str]  # True, False or "auto"
+
+
+def chooses_chat_template(tokenizer: Any, use_chat_template: ChatTemplateSetting = "auto") -> bool:
+    """Whether prompts are rendered with the chat template: ``"auto"`` means when ``tokenizer`` has one."""
+    if use_chat_template == "auto":
+        return bool(getattr(tokenizer, "chat_template", None))
+    return bool(use_chat_template)
 
 
 def to_messages(prompt: PromptLike, system_prompt: Optional[str] = None) -> List[Message]:
@@ -34,19 +43,22 @@ def _raw_text(prompt: PromptLike, system_prompt: Optional[str]) -> str:
     return "\n\n".join(parts)
 
 
-def render_prompt(example: PromptExample | PromptLike, tokenizer: Any = None, *, use_chat_template: bool = True,
-                  system_prompt: Optional[str] = None) -> str:
+def render_prompt(example: PromptExample | PromptLike, tokenizer: Any = None, *,
+                  use_chat_template: ChatTemplateSetting = True, system_prompt: Optional[str] = None) -> str:
     """The prompt text to tokenize for generation.
 
     With ``use_chat_template`` (default) the tokenizer's chat template is applied with
     ``add_generation_prompt=True``, so the text ends where the assistant's answer starts; text prompts are
     wrapped as one user message. Without it, the raw text is returned (message contents joined by blank
-    lines), optionally preceded by ``system_prompt``.
+    lines), optionally preceded by ``system_prompt``. ``use_chat_template="auto"`` picks the template when the
+    tokenizer has one and raw text otherwise (a base model).
 
     Raises:
         ValueError: a chat template is requested but ``tokenizer`` is None or has no chat template.
     """
     prompt = example.prompt if isinstance(example, PromptExample) else example
+    if use_chat_template == "auto":
+        use_chat_template = chooses_chat_template(tokenizer)
     if not use_chat_template:
         return _raw_text(prompt, system_prompt)
     if tokenizer is None:
@@ -63,7 +75,7 @@ def render_prompt(example: PromptExample | PromptLike, tokenizer: Any = None, *,
     return text
 
 
-def render_prompts(examples: Sequence[PromptExample], tokenizer: Any = None, *, use_chat_template: bool = True,
+def render_prompts(examples: Sequence[PromptExample], tokenizer: Any = None, *, use_chat_template: ChatTemplateSetting = True,
                    system_prompt: Optional[str] = None) -> List[str]:
     """:func:`render_prompt` for each example."""
     return [render_prompt(ex, tokenizer, use_chat_template=use_chat_template, system_prompt=system_prompt)

@@ -151,11 +151,15 @@ class VerifierPool:
         chunk_size = chunk_size or max(1, min(64, n // (self.num_workers * 4) or 1))
         queue = [list(enumerate(tasks))[i:i + chunk_size] for i in range(0, n, chunk_size)]
         queue.reverse()  # pop() from the end keeps input order roughly first-come
-        for w in self._workers:
-            if queue:
-                w.assign(queue.pop())
-        while any(w.pending for w in self._workers):
+        while True:
+            # Every idle worker (including one just restarted with nothing left of its chunk) takes the next chunk,
+            # so no chunk is left behind when a worker is killed.
+            for w in self._workers:
+                if not w.pending and queue:
+                    w.assign(queue.pop())
             busy = [w for w in self._workers if w.pending]
+            if not busy:
+                break
             ready = wait([w.conn for w in busy], timeout=0.5)
             now = time.monotonic()
             for i, w in enumerate(self._workers):
@@ -163,7 +167,7 @@ class VerifierPool:
                     continue
                 if w.conn in ready:
                     try:
-                        while w.conn.poll():
+                        while w.pending and w.conn.poll():
                             message = w.conn.recv()
                             if message == _READY:
                                 w.ready, w.last_progress = True, now
@@ -178,10 +182,8 @@ class VerifierPool:
                     except (EOFError, OSError):
                         # The worker died (segfault, OOM kill): its current task is an error.
                         self._fail_head(i, stats, timeout=False)
-                        continue
-                    if not w.pending and queue:
-                        w.assign(queue.pop())
-                elif w.stuck(now, self.hard_timeout_s):
+                elif w.stuck(now, self.hard_timeout_s) and not w.conn.poll():
+                    # (a result that arrived since `wait` returned is read on the next round, not thrown away)
                     self._fail_head(i, stats, timeout=w.ready)
         return BatchResult(scores, stats)
 
@@ -203,6 +205,8 @@ class VerifierPool:
         else:
             stats.errors += 1
         stats.worker_restarts += 1
+        if not timeout:
+            stats.note("crashed a verifier worker process")
         w = self._replace(i)
         if rest:
             w.assign(rest)

@@ -2,7 +2,8 @@
 
 Accepted spellings of option C: ``C``, ``(C)``, ``\\text{C}``, ``\\textbf{(C)}``, ``c``, ``C:``, ``C)``,
 ``C. option text``, ``Option C``, and the option's own text when the options are known. A letter that
-is not one of the question's options, or two letters (``A or B``), is no answer.
+is not one of the question's options, or two letters (``A or B``, ``C vs D``, the whole option list), is no
+answer; text after the letter must be the option's own text or name no other option and not hedge.
 
 Where the valid letters come from (first that applies):
 
@@ -21,6 +22,8 @@ import re
 import string
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Sequence, Union
+
+from .normalize import hedge_words
 
 __all__ = ["ChoiceSpec", "resolve_choices", "parse_gold_letter", "extract_choice", "choice_matches"]
 
@@ -135,12 +138,12 @@ def extract_choice(content: str, spec: ChoiceSpec) -> Optional[str]:
         if rest and letter.islower() and not spec.letters.islower() and not re.match(r"^\(?[a-z][.:)]", s):
             letter = None
         # "A or B", "A, C", "A and B": naming two options is a hedge.
-        elif re.match(r"^(?:,|/|&|\bor\b|\band\b|\s)+\(?[A-Za-z]\)?(?:\W|$)", rest):
+        elif re.match(r"^(?:,|/|&|\bor\b|\band\b|\s)+\(?[A-Za-z]\)?(?:\W|$)", rest, re.I):
             return None
         if letter is not None:
             for valid in spec.letters:
                 if valid.casefold() == letter.casefold():
-                    return valid
+                    return valid if not rest or _rest_is_clean(rest, valid, spec) else None
             return None
     # The option text itself ("five" for "C. five"), compared without spaces, `$` and final periods.
     folded = _fold(s)
@@ -148,6 +151,31 @@ def extract_choice(content: str, spec: ChoiceSpec) -> Optional[str]:
         if folded and _fold(text) == folded:
             return letter
     return None
+
+
+def _rest_is_clean(rest: str, letter: str, spec: ChoiceSpec) -> bool:
+    """Whether the text after the chosen letter (``C. five``) names no other option.
+
+    The option's own text always passes. Otherwise the rest must not hedge (``maybe``, ``vs``, ``?``), name
+    another valid letter as a token (``C vs D``, ``(A) ... (B) ...``, ``C \\neq D``) or contain another
+    option's text (unless the chosen option's text contains it too).
+    """
+    folded = _fold(rest)
+    own = _fold(spec.texts.get(letter, ""))
+    if own and folded == own:
+        return True
+    if "?" in rest or hedge_words(rest):
+        return False
+    bare = re.sub(r"\\[a-zA-Z]+", " ", rest.replace("\\\\", " "))  # commands (`\\neq`) and line breaks are no letters
+    for other in spec.letters:
+        if other == letter:
+            continue
+        if re.search(r"(?<![A-Za-z])" + re.escape(other) + r"(?![A-Za-z])", bare):
+            return False
+        text = _fold(spec.texts.get(other, ""))
+        if text and text in folded and text not in own:
+            return False
+    return True
 
 
 def _fold(text: str) -> str:

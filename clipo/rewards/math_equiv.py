@@ -12,6 +12,13 @@ Decision order, cheapest first:
 4. word answers (``CAKE``, ``\\text{east}``, ``True``) as case-insensitive text;
 5. math-verify (sympy) for remaining LaTeX expressions, unless the prediction looks explosive.
 
+No hedges: a prediction that states a second, different answer never matches. ``421 = 321`` and
+``-3x = -2x`` (a dropped side of ``=`` must have the result's value), ``18 \\approx 19`` / ``y=3 \\to y=2`` (each
+part after a relation must be the answer again, or a decimal off by less than its last digit), words left beside
+a value (``18 \\text{ (19 pears)}``, never handed to sympy, which would drop them), ``0 (1)`` (a constant beside
+a bracketed constant), ``0 OR 1`` (``or``/``and`` split lists in any case), and near-equal decimals
+(``18.0000000001`` for 18: see :func:`numbers_match`).
+
 Nothing here enforces a time limit; :func:`clipo.rewards.score_answer` wraps the call in one.
 """
 
@@ -26,6 +33,7 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import List, Optional, Sequence, Tuple, Union
 
+from .limits import ByteBudgetCache, VerificationTimeout, sympy_would_explode
 from .normalize import clean_answer, is_text_answer, looks_explosive, parse_number, split_top_level
 
 __all__ = ["answers_match", "parse_answer_structure", "numbers_match", "symbolic_equal", "BOOLEAN_WORDS"]
@@ -52,7 +60,7 @@ BOOLEAN_WORDS = {
     "false": False, "no": False, "incorrect": False, "f": False,
 }
 
-_ALT_SEP_RE = re.compile(r"\\text\{\s*(or|and)\s*\}|\\(?:quad|qquad)\b|\s+(or|and)\s+|;")
+_ALT_SEP_RE = re.compile(r"(?i:\\text\{\s*(or|and)\s*\}|\s+(or|and)\s+)|\\(?:quad|qquad)\b|;")
 _DECIMAL_LITERAL_RE = re.compile(r"[+-]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _BASE_RE = re.compile(r"([0-9A-Za-z]+)_\{?(\d+)\}?")
 _THOUSANDS_ONLY_RE = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
@@ -174,23 +182,38 @@ def _significant_step(gold_text: str) -> Optional[Fraction]:
     return Fraction(1, 2) * Fraction(10) ** digits.exponent
 
 
-def numbers_match(pred: Fraction, gold: Fraction, gold_text: str = "", rounded: bool = True) -> bool:
+def numbers_match(pred: Fraction, gold: Fraction, gold_text: str = "", rounded: bool = True,
+                  computed: bool = False) -> bool:
     """Whether two exact numbers agree, given how the ground truth was written.
 
-    Integers must be equal. A ground truth written as a decimal (``0.6705``, ``3.54e-07``) accepts float
-    noise (relative 1e-12) and, when ``rounded``, a prediction that rounds to it (half a unit of its last
-    digit, when it has >= 2 significant digits). Other ground truths (``\\frac{1}{3}``) accept predictions within a
-    relative 1e-9, i.e. about ten correct significant digits (``0.3333333333``).
+    A number written out (``18.0000000001``, ``0.25``) must equal the ground truth exactly, with two
+    exceptions: a ground truth written as a decimal accepts, when ``rounded``, a prediction that rounds to it
+    (half a unit of its last digit, when it has >= 2 significant digits: the ground truth is given to fewer
+    digits); and a ground truth without a finite decimal expansion (``\\frac{1}{3}``) accepts a decimal within
+    a relative 1e-9, i.e. about ten correct significant digits (``0.3333333333``). ``computed`` says ``pred``
+    was evaluated from an expression (30 significant digits), which adds a relative noise of 1e-20.
     """
     if pred == gold:
         return True
     if pred.denominator == 1 and gold.denominator == 1:
         return False
     diff = abs(pred - gold)
+    noise = Fraction(1, 10**20) * max(1, abs(gold)) if computed else Fraction(0)
     if re.search(r"[.eE]", gold_text):
         step = (_significant_step(gold_text) if rounded else None) or Fraction(0)
-        return diff <= max(step, Fraction(1, 10**12) * abs(gold))
+        return diff <= max(step, noise)
+    if _terminates(gold):
+        return diff <= noise  # 18, 1/4: an exact decimal exists, so a near one is another number
     return diff <= Fraction(1, 10**9) * max(1, abs(gold))
+
+
+def _terminates(x: Fraction) -> bool:
+    """Whether ``x`` has a finite decimal expansion (its denominator has no prime factor but 2 and 5)."""
+    d = x.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    return d == 1
 
 
 def _canon_text(s: str) -> str:
@@ -198,8 +221,35 @@ def _canon_text(s: str) -> str:
     return re.sub(r"\s+", " ", s).strip().strip(".").casefold()
 
 
-@lru_cache(maxsize=4096)
-def _mv_parse(expr: str):
+# Caches bounded in (estimated) bytes, so that long distinct responses cannot grow the process without limit.
+_PARSE_CACHE = ByteBudgetCache(64 << 20, 4 << 20, cost=lambda e: 200 * len(e) + 4096)
+_STRUCTURE_CACHE = ByteBudgetCache(32 << 20, 256 << 10, cost=lambda t: 3 * len(t) + 256)
+_REFUSED_CACHE = ByteBudgetCache(8 << 20, 1 << 20)
+
+
+def _mv_parse(expr: str, ground_truth: bool = False):
+    """math-verify parse of one expression; raises :class:`VerificationTimeout` (counted as a timeout) for one
+    whose evaluation could build a huge number, which no time limit could interrupt (checked once per text)."""
+    if _refused(expr):
+        if ground_truth:
+            _warn_refused_gold(expr)
+        raise VerificationTimeout(f"{'ground truth' if ground_truth else 'answer'} {expr[:60]!r} is too large to verify")
+    return _mv_parse_cached(expr)
+
+
+@_REFUSED_CACHE.cached
+def _refused(expr: str) -> bool:
+    return sympy_would_explode(_mv_parse_cached(expr) or ())
+
+
+@lru_cache(maxsize=1024)
+def _warn_refused_gold(expr: str) -> None:
+    _log.warning("ground truth %r is too large for symbolic verification: responses that do not state it "
+                 "verbatim score 0 and count as timeouts", expr[:200])
+
+
+@_PARSE_CACHE.cached
+def _mv_parse_cached(expr: str):
     """math-verify parse of one expression (cached: ground truths repeat across a group of samples)."""
     from math_verify import LatexExtractionConfig, parse  # deferred: importing sympy costs ~0.5 s
 
@@ -213,7 +263,7 @@ def symbolic_equal(pred: str, gold: str) -> bool:
     """math-verify equivalence of two LaTeX expressions (no timeout of its own: callers set one)."""
     from math_verify import verify
 
-    g = _mv_parse(gold)
+    g = _mv_parse(gold, ground_truth=True)
     p = _mv_parse(pred)
     if not g or not p:
         return False
@@ -285,6 +335,22 @@ def _values_agree(gold, pred) -> bool:
     return scale == 0 or abs(gv - pv) <= 1e-9 * scale
 
 
+def _juxtaposed_constants(pred: str) -> bool:
+    """``0 (1)``, ``\\frac23 (\\frac33)``: a constant followed by a bracketed constant reads as an answer and an
+    alternative (a symbolic engine would multiply them: 0 * 1 = 0)."""
+    s = pred.strip()
+    if not s.endswith(")"):
+        return False
+    depth = 0
+    for i in range(len(s) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(s[i], 0)
+        if depth == 0:
+            head = s[:i].strip()
+            return bool(head) and head[-1] not in "+-*/^_=,(" and not head.endswith(("\\cdot", "\\times")) \
+                and not _variables(head) and not _variables(s[i:])
+    return False
+
+
 def _atoms_match(pred: str, gold: str, opts: "MatchOptions") -> bool:
     if pred.replace(" ", "") == gold.replace(" ", ""):
         return True
@@ -300,6 +366,10 @@ def _atoms_match(pred: str, gold: str, opts: "MatchOptions") -> bool:
         return pred.replace(" ", "").casefold() == base.group(1).casefold()
     gn = parse_number(gold)
     pn = parse_number(pred)
+    if pn is None and (("\\text{" in pred and "\\text{" not in gold) or _juxtaposed_constants(pred)):
+        # Words left beside a value (`18 \\text{ (19 pears)}`) or a number beside a bracketed number
+        # (`0 (1)`) read as a second answer; a symbolic engine would drop the words or multiply.
+        return False
     if gn is not None and pn is not None:
         # A decimal prediction only gets the rounding tolerance where golds are known to be rounded;
         # elsewhere 24.61 is not 24.6. An exact value (a fraction) that rounds to the gold is consistent.
@@ -309,7 +379,7 @@ def _atoms_match(pred: str, gold: str, opts: "MatchOptions") -> bool:
         # evaluate it and apply the same number rules, including the gold's rounding.
         value = _constant_value(pred)
         if value is not None:
-            return numbers_match(value, gn, gold, rounded=True)
+            return numbers_match(value, gn, gold, rounded=True, computed=True)
     gt_text = _canon_text(gold)
     if gt_text in BOOLEAN_WORDS and len(gt_text) > 1:
         pt = _canon_text(pred)
@@ -388,7 +458,8 @@ def answers_match(pred_raw: str, gold_raw: str, *, allow_symbolic: bool = True,
     percent signs and ``x =`` prefixes are ignored on both sides. ``brackets_are_lists`` says that a
     bracketed ground truth ``[1, 6]`` is a list (TheoremQA), not an interval, so ``1, 6`` and
     ``x = 1, y = 6`` also answer it (in order); ``rounded_golds`` see :class:`MatchOptions`. Raises nothing but
-    :class:`~clipo.rewards.limits.VerificationTimeout` from an enclosing time limit.
+    :class:`~clipo.rewards.limits.VerificationTimeout` from an enclosing time limit, or for an expression too
+    large to verify (:func:`~clipo.rewards.limits.sympy_would_explode`), even without a limit.
     """
     gold = clean_answer(gold_raw)
     pred = clean_answer(pred_raw)
@@ -396,21 +467,88 @@ def answers_match(pred_raw: str, gold_raw: str, *, allow_symbolic: bool = True,
         return False
     if (gold.degrees and pred.radians) or (gold.radians and pred.degrees):
         return False  # an angle in the wrong unit
+    opts = MatchOptions(allow_symbolic, brackets_are_lists, rounded_golds)
     ptext = pred.text
+    relation = _RELATION_RE.search(ptext)
+    if relation and not _RELATION_RE.search(gold.text):
+        return _relation_match(ptext, gold_raw, opts)
     pnode = _structure(ptext)
+    equated = list(pred.equated)
     if pnode[0] == "atom" and "=" in ptext and "=" not in gold.text:
         # `p + q = 23` when the gold is a value: the value after the last `=` is the answer.
-        ptext = ptext.rsplit("=", 1)[1].strip()
+        sides = [x.strip() for x in ptext.split("=")]
+        ptext = sides[-1]
         if not ptext:
             return False
+        equated += sides[:-1]
         pnode = _structure(ptext)
+    if equated and not all(_same_value(side, ptext, pred.percent, opts) for side in equated):
+        return False  # `421 = 321`: a constant side with another value names a second answer
     if ptext == gold.text:
         return True
-    opts = MatchOptions(allow_symbolic, brackets_are_lists, rounded_golds)
     return _nodes_match(pnode, _structure(gold.text), opts)
 
 
-@lru_cache(maxsize=8192)
+# `18 \\approx 18.0`, `y = 3 \\to y = 2`: relations that join two statements of the answer.
+_RELATION_RE = re.compile(r"\\(?:approx|simeq|sim|to|rightarrow|Rightarrow|implies|longrightarrow|Longrightarrow)(?![a-zA-Z])")
+
+
+def _relation_match(ptext: str, gold_raw: str, opts: "MatchOptions") -> bool:
+    """``\\frac{1}{3} \\approx 0.333``: the first part must be the answer and each later part the answer
+    again, or (after ``\\approx``) a decimal rounding or truncating it to its own last digit. ``18 \\approx 19``
+    and ``y = 3 \\to y = 2`` name a second answer."""
+    parts = [p for p in split_top_level(_RELATION_RE.sub("\x00", ptext), "\x00") if p]
+    if not parts or not answers_match(parts[0], gold_raw, allow_symbolic=opts.symbolic,
+                                      brackets_are_lists=opts.lists, rounded_golds=opts.rounded_golds):
+        return False
+    gold_value = _value(clean_answer(gold_raw).text, opts)
+    for part in parts[1:]:
+        num = parse_number(part) if _DECIMAL_LITERAL_RE.fullmatch(part.replace(" ", "")) else None
+        if num is not None and gold_value is not None:
+            unit = Fraction(10) ** Decimal(part.replace(" ", "").replace(",", "")).as_tuple().exponent
+            if abs(num - gold_value) >= unit:  # more than its last digit off
+                return False
+        elif not answers_match(part, gold_raw, allow_symbolic=opts.symbolic, brackets_are_lists=opts.lists,
+                               rounded_golds=opts.rounded_golds):
+            return False
+    return True
+
+
+def _variables(text: str) -> set:
+    """Letters standing for unknowns in a LaTeX expression (commands, environments and text removed)."""
+    t = re.sub(r"\\(?:begin|end)\{[a-zA-Z*]+\}|\\text\{[^{}]*\}|\\[a-zA-Z]+", " ", text)
+    return set(re.findall(r"[a-zA-Z]", t))
+
+
+def _value(text: str, opts: "MatchOptions") -> Optional[Fraction]:
+    """The exact number a constant answer stands for (plain numbers cheaply, else sympy), or None."""
+    num = parse_number(text)
+    if num is not None or not opts.symbolic or looks_explosive(text) or "\\text{" in text:
+        return num
+    if re.search(r"[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", "", text)):
+        return None  # has a variable
+    return _constant_value(text)
+
+
+def _same_value(side: str, result: str, percent: bool, opts: "MatchOptions") -> bool:
+    """Whether a dropped side of ``59 + 63 = 122`` has the result's value. A side naming what the value is
+    of (``p + q = 23``) passes; a side in the result's own variables must equal it symbolically
+    (``-3x = -2x`` does not); a constant side that cannot be evaluated does not pass."""
+    side = clean_answer(side).text
+    side_vars, result_vars = _variables(side), _variables(result)
+    if side_vars:
+        # `p + q = 23` names what the value is of; `-3x = -2x` states a second, different expression.
+        if not side_vars & result_vars:
+            return True
+        return opts.symbolic and not looks_explosive(side) and symbolic_equal(side, result)
+    a, b = _value(side, opts), _value(result, opts)
+    if a is None or b is None:
+        return False
+    tol = Fraction(1, 10**20) * max(1, abs(b))
+    return abs(a - b) <= tol or (percent and (abs(a * 100 - b) <= tol or abs(a - b * 100) <= tol))
+
+
+@_STRUCTURE_CACHE.cached
 def _structure(text: str) -> Node:
     return _freeze(parse_answer_structure(text))
 

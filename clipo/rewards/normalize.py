@@ -19,6 +19,7 @@ __all__ = [
     "split_top_level",
     "is_text_answer",
     "looks_explosive",
+    "hedge_words",
 ]
 
 # Unicode that models emit instead of LaTeX; mapped first so every later rule sees one spelling.
@@ -27,7 +28,24 @@ _UNICODE = {
     "\u221a": "\\sqrt", "\u03c0": "\\pi ", "\u221e": "\\infty ", "\u222a": "\\cup ", "\u2229": "\\cap ",
     "\u2205": "\\emptyset ", "\u00b1": "\\pm ", "\u2213": "\\mp ", "\u2264": "\\le ", "\u2265": "\\ge ",
     "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\u00b0": "^\\circ", "\u2032": "'",
+    "\u2248": "\\approx ",
 }
+
+# Words that never belong to a mathematical answer but turn one into a hedge: "18 (or maybe 19)",
+# "18 but probably not", "C vs D". A LaTeX command (`\not`, `\neq`) is not a word here.
+_HEDGE_WORD_RE = re.compile(
+    r"(?i)(?<![\\A-Za-z])(maybe|perhaps|possibly|probably|likely|unlikely|not|wrong|incorrect|but|unless|either|"
+    r"neither|nor|vs|versus|guess|unsure|sure|think|otherwise|alternatively|instead|actually|could|might|"
+    r"wait|hmm|except|rather)(?![A-Za-z])"
+)
+
+
+def hedge_words(text: str) -> List[str]:
+    """The hedging words in an answer, casefolded (``18 (or maybe 19)`` -> ``["maybe"]``).
+
+    ``or`` / ``and`` are not among them: answer lists use them (``0 or 4``), and the list structure decides.
+    """
+    return [m.group(1).casefold() for m in _HEDGE_WORD_RE.finditer(text)]
 
 # Pure spacing / sizing commands that never change the value.
 _SPACING_RE = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)(?![a-zA-Z])|\\displaystyle|(?<!\\)\\[!,;:> ]|~")
@@ -67,6 +85,8 @@ class Cleaned:
     degrees: bool = False
     invalid: bool = False
     radians: bool = False
+    #: Sides of ``59 + 63 = 122`` dropped before the result: each must have the result's value.
+    equated: tuple = ()
 
 
 def _strip_delimiters(s: str) -> str:
@@ -89,14 +109,15 @@ def _strip_trailing_text_units(s: str) -> str:
     prev = None
     while prev != s:
         prev = s
-        m = re.match(r"^(.*?[\w}\)])\s*\\text\{[^{}]*\}(?:\^\{?[23]\}?)?$", s)
-        if m and re.search(r"[\d}\)]|\\pi|\\sqrt", m.group(1)):
+        # A unit has no digits and no punctuation beyond `.`, `/`, `-`: `\\text{ (or maybe 19)}` is no unit.
+        m = re.match(r"^(.*?[\w}\)])\s*\\text\{((?:[A-Za-z .,/\-']|\^[23])*)\}(?:\^\{?[23]\}?)?$", s)
+        if m and re.search(r"[\d}\)]|\\pi|\\sqrt", m.group(1)) and not hedge_words(m.group(2)):
             s = m.group(1).strip()
         # A unit is a word (>= 3 letters: "apples", "inches") or a common short unit; a lone letter or
         # pair is a variable (`\\pi a^2`, `2 ab`), not a unit.
         m = re.match(r"^(.*?(?:\d|\\pi|\}))\s*(?:[a-zA-Z]{3,}|" + _SHORT_UNITS + r")\b[a-zA-Z .]*(?:\^\{?[23]\}?)?$", s)
         tail = s[m.end(1):] if m else ""
-        if m and not re.search(r"\b(?:or|and|thousand|million|billion|trillion)\b", tail):
+        if m and not re.search(r"(?i)\b(?:or|and|thousand|million|billion|trillion)\b", tail) and not hedge_words(tail):
             s = m.group(1).strip()
     return s
 
@@ -151,12 +172,14 @@ def clean_answer(raw: str) -> Cleaned:
     # A restated computation ends in `=` with nothing after it: "59 + 63 =" is a question, not an answer.
     if re.search(r"=\s*$", s) or re.match(r"^\s*=", s):
         return Cleaned(s, percent, degrees, invalid=True, radians=radians)
+    equated: tuple = ()
     # `x = 5`, `x \in [-2, 7]`: the name of the unknown is not part of the value.
     s = _VAR_PREFIX_RE.sub("", s, count=1) if not re.fullmatch(r"[a-zA-Z]", s.strip()) else s
     # `59 + 63 = 122`: a computation followed by its result; the result after the last `=` is the answer,
     # unless this is an equation (variables on both sides, e.g. `y = 2x + 3` already lost its `y =`).
     if "=" in s and not re.search(r"[a-zA-Z]", s.split("=")[0].replace("\\frac", "").replace("\\times", "")):
-        s = s.rsplit("=", 1)[1].strip()
+        sides = [x.strip() for x in s.split("=")]
+        s, equated = sides[-1], tuple(x for x in sides[:-1] if x)
     s = _unwrap_text(s.strip())
     s = _canon_fracs(s)
     s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
@@ -167,7 +190,7 @@ def clean_answer(raw: str) -> Cleaned:
         s = "\\emptyset"
     elif _INFINITE_RE.match(s):
         s = "\\infty"
-    return Cleaned(s, percent, degrees, radians=radians)
+    return Cleaned(s, percent, degrees, radians=radians, equated=equated)
 
 
 def _chain_to_interval(s: str) -> str:

@@ -206,22 +206,25 @@ def call_reward(spec: RewardSpec, row: Dict[str, Any], *, timeout_s: Optional[fl
     """Call a reward on one row (``response`` and ``ground_truth`` keys plus row fields) safely.
 
     Applies the time limit, turns None into 0.0 (counted as unscored), timeouts and exceptions into 0.0
-    (counted); never raises for a misbehaving reward function, except for an unknown ``spec``.
+    (counted as timeouts / errors), and any value that is not a finite number (NaN, inf, a string, a list) into
+    0.0 (counted as ``bad_values``; ``stats.example`` remembers the first one). Never raises for a misbehaving
+    reward function, except for an unknown ``spec``.
     """
     fn = get_reward(spec)
     st = GLOBAL_STATS if stats is None else stats
     fields = {k: v for k, v in row.items() if k not in ("response", "ground_truth")}
     st.calls += 1
     t0 = time.perf_counter()
-    value: Optional[float] = 0.0
+    value: Any = 0.0
     try:
         with time_limit(timeout_s):
             value = fn(row["response"], row["ground_truth"], **fields)
     except VerificationTimeout:
         st.timeouts += 1
         value = 0.0
-    except Exception:  # noqa: BLE001 - a user's reward bug must not stop training; it is counted
+    except Exception as exc:  # noqa: BLE001 - a user's reward bug must not stop training; it is counted
         st.errors += 1
+        st.note(f"raised {type(exc).__name__}: {exc}")
         value = 0.0
     st.seconds += time.perf_counter() - t0
     if isinstance(fn, CombinedReward):
@@ -229,8 +232,31 @@ def call_reward(spec: RewardSpec, row: Dict[str, Any], *, timeout_s: Optional[fl
     if value is None:
         if not isinstance(fn, CombinedReward):
             st.unscored += 1
+        st.note("returned None")
         return 0.0
-    value = float(value)
-    if value > 0:
+    number = _as_finite(value)
+    if number is None:
+        st.bad_values += 1
+        st.note(f"returned {_describe(value)}")
+        return 0.0
+    if number > 0:
         st.correct += 1
-    return value
+    return number
+
+
+def _as_finite(value: Any) -> Optional[float]:
+    """``value`` as a finite float, or None for NaN, inf and anything that is not a number (a string, a list)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, RuntimeError):  # a multi-element array or tensor
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return text if isinstance(value, (int, float)) else f"{type(value).__name__} {text}"

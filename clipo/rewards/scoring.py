@@ -8,10 +8,10 @@ import time
 from typing import List, Optional
 
 from .choice import OptionsArg, choice_matches, parse_gold_letter, resolve_choices
-from .extract import extract_candidates, extract_final_answer
+from .extract import extract_candidates, extract_final_answer, find_boxed
 from .limits import GLOBAL_STATS, VerificationTimeout, VerifierStats, time_limit
 from .math_equiv import BOOLEAN_WORDS, answers_match, parse_answer_structure
-from .normalize import clean_answer
+from .normalize import clean_answer, hedge_words
 from .official import official_score
 
 __all__ = ["score_answer", "answer_type", "robust_score", "ANSWER_TYPES", "MODES", "DEFAULT_TIMEOUT_S"]
@@ -80,6 +80,33 @@ def _restates_question(candidate: str, ground_truth: str, prompt: str) -> bool:
     return cand in _squash(prompt)
 
 
+_INNER_BOX_RE = re.compile(r"\\(?:boxed|fbox)\b")
+
+
+def _unwrap_box(candidate: str) -> str:
+    """``\\boxed{\\boxed{18}}`` -> ``18``: a box boxed again is still one answer."""
+    while _INNER_BOX_RE.search(candidate):
+        m = re.fullmatch(r"[\s$]*\\(?:boxed|fbox)\s*\{(.*)\}[\s$.]*", candidate, re.DOTALL)
+        if not m or find_boxed(candidate) != [m.group(1)]:
+            break
+        candidate = m.group(1).strip()
+    return candidate
+
+
+def _nested_hedge(candidate: str) -> bool:
+    """A box holding a box and something else (``\\boxed{\\boxed{18} 19}``) states two answers."""
+    return bool(_INNER_BOX_RE.search(_unwrap_box(candidate)))
+
+
+def _hedges(candidate: str, ground_truth: str) -> bool:
+    """Hedging language in a non-choice answer: a question mark or a hedge word (``maybe``, ``not``, ``but``,
+    ``vs``, ...) that the ground truth does not contain itself. "does not exist" as a whole is an answer."""
+    if "?" in candidate and "?" not in ground_truth:
+        return True
+    words = set(hedge_words(candidate)) - set(hedge_words(ground_truth))
+    return bool(words) and clean_answer(candidate).text not in ("\\emptyset", "\\infty")
+
+
 def _gold_is_multi(ground_truth: str) -> bool:
     node = parse_answer_structure(clean_answer(ground_truth).text)
     return node[0] == "multi" and len(node[1]) > 1
@@ -95,7 +122,10 @@ def robust_score(response: str, ground_truth: str, *, data_source: Optional[str]
         if reduced is None:
             raise ValueError("the reference solution has no final answer (empty or missing \\boxed{})")
         ground_truth = reduced
-    cands = _unique(extract_candidates(response, format_policy))
+    cands = extract_candidates(response, format_policy)
+    if any(_nested_hedge(c) for c in cands):
+        return 0.0
+    cands = _unique([_unwrap_box(c) for c in cands])
     if not cands:
         if stats is not None:
             stats.no_answer += 1
@@ -109,12 +139,15 @@ def robust_score(response: str, ground_truth: str, *, data_source: Optional[str]
         if data_source and any(k in data_source for k in _CHOICE_SOURCES):
             return 0.0
         # Outside multiple-choice datasets a one-letter answer may name a point or an angle (`\angle A`).
-        return float(all(answers_match(c, ground_truth) for c in cands))
+        # `C = (B)` equates the letter with another option: a hedge, not a name.
+        return float(all("=" not in c and answers_match(c, ground_truth) for c in cands))
     if kind == "boolean":
         gold = BOOLEAN_WORDS[ground_truth.strip().casefold()]
         picked = {BOOLEAN_WORDS.get(re.sub(r"\\text\{([^{}]*)\}", r"\1", c).strip(" .$").casefold()) for c in cands}
         return float(picked == {gold})
     if prompt and any(_restates_question(c, ground_truth, prompt) for c in cands):
+        return 0.0
+    if any(_hedges(c, ground_truth) for c in cands):
         return 0.0
     rounded = lists = bool(data_source and any(k in data_source for k in _ROUNDED_LIST_SOURCES))
     kw = {"brackets_are_lists": lists, "rounded_golds": rounded}
@@ -148,6 +181,11 @@ def score_answer(response: str, ground_truth: str, *, data_source: Optional[str]
         timeout_s: time limit of this verification (None/0 disables it). A timeout scores 0 and is counted.
             Enforced on the main thread only; elsewhere use :func:`clipo.rewards.score_batch` with workers.
         stats: counters to update (default: the process-wide ``GLOBAL_STATS``).
+
+    No hedges (robust mode): an answer that names a wrong answer besides the right one scores 0, e.g.
+    ``\\boxed{18 \\text{ (or maybe 19)}}``, ``\\boxed{\\boxed{18} 19}``, ``\\boxed{18 \\approx 19}``, ``\\boxed{19 = 18}``,
+    ``\\boxed{18 but probably not}``, ``\\boxed{18.0000000001}`` for 18, ``\\boxed{C vs D}`` or the whole option
+    list. Official mode keeps the paper's behaviour.
 
     Never raises for bad model output: errors and timeouts score 0 and are counted in ``stats``.
     Raises ``ValueError`` for invalid arguments (unknown mode / policy / answer type).

@@ -2,18 +2,23 @@
 
 Layout of ``<output_dir>/checkpoints`` (names owned by :mod:`clipo.training.run_folder`; docs/architecture.md)::
 
-    step_000010/            policy (save_pretrained, safetensors), tokenizer, head/, trainer_state.pt
+    step_000010/            policy (save_pretrained, safetensors), tokenizer, head/, trainer_state.pt, run_id
                             (FSDP: sharded/ holds the policy and optimizer shards, written by every process)
     step_000020/
     latest                  text file naming the newest complete checkpoint
 
 A checkpoint is written into a temporary folder and renamed into place only when complete, and ``latest``
 is replaced atomically after that, so a crash or kill at any moment leaves the previous checkpoint usable.
+A write that fails (disk full, read-only folder) removes what it wrote and raises
+:class:`CheckpointWriteError`; the previous checkpoint stays the latest. Each checkpoint records the id of the
+run that wrote it, and pruning deletes only the current run's older checkpoints, never the newest. Temporary
+files of killed writers are removed at the next save or resume (:func:`clean_stale_tmps`).
 ``trainer_state.pt`` holds only tensors, numbers, strings and containers of them and is read with
 ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
 import shutil
@@ -44,6 +49,12 @@ from clipo.training.run_folder import (
 )
 
 STATE_FILE = CHECKPOINT_STATE  # the old name, kept for callers
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, read-only folder, ...); the previous one is intact."""
 
 
 def checkpoint_root(output_dir: str | Path) -> Path:
@@ -95,23 +106,63 @@ def begin_checkpoint(output_dir: str | Path, step: int) -> Path:
 
 
 def finish_checkpoint(output_dir: str | Path, step: int, tmp: Path, *, tokenizer: Any, state: dict[str, Any],
-                      head: Any = None, keep: int = 2) -> Path:
-    """Add the tokenizer, head and trainer state to ``tmp``, then rename it into place atomically, point
-    ``latest`` at it and prune all but the newest ``keep``; return the checkpoint folder."""
+                      head: Any = None, keep: int = 2, run_id: str | None = None) -> Path:
+    """Add the tokenizer, head, trainer state and ``run_id`` to ``tmp``, then rename it into place atomically,
+    point ``latest`` at it and prune the run's checkpoints but the newest ``keep``; return the checkpoint folder.
+
+    An ``OSError`` on the way removes ``tmp`` (and the new folder) and raises :class:`CheckpointWriteError`;
+    ``latest`` and the previous checkpoint are left as they were."""
     run = RunFolder(output_dir)
     final = run.checkpoint(step)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(tmp / CHECKPOINT_POLICY)
-    if head is not None:
-        head.save_pretrained(tmp / CHECKPOINT_HEAD)
-    torch.save(state, tmp / CHECKPOINT_STATE)
-    _fsync_tree(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    write_text_atomic(run.latest_pointer, final.name)
-    _prune(run, keep)
+    with _write_guard(run, step, tmp):
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp / CHECKPOINT_POLICY)
+        if head is not None:
+            head.save_pretrained(tmp / CHECKPOINT_HEAD)
+        torch.save(state, tmp / CHECKPOINT_STATE)
+        if run_id is not None:
+            run.write_checkpoint_run_id(tmp, run_id)
+        _fsync_tree(tmp)
+        # A checkpoint of the same step (a resumed run saving it again) is moved aside, not deleted, until the new
+        # one and the pointer are in place; a kill in between leaves it as a stale temporary folder.
+        aside = run.checkpoints / f"{tmp.name}_old" if final.exists() else None
+        if aside is not None:
+            os.replace(final, aside)
+        os.replace(tmp, final)
+        try:
+            write_text_atomic(run.latest_pointer, final.name)
+        except OSError:
+            shutil.rmtree(final, ignore_errors=True)
+            if aside is not None:
+                os.replace(aside, final)
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+    _prune(run, keep, run_id=run_id, newest=final)
     return final
+
+
+class _write_guard:
+    """Turn an ``OSError`` while writing checkpoint ``step`` into one :class:`CheckpointWriteError` line, after
+    removing the half-written temporary folder."""
+
+    def __init__(self, run: RunFolder, step: int, tmp: Path | None):
+        self.run, self.step, self.tmp = run, step, tmp
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> bool:
+        if error is None or not isinstance(error, OSError):
+            return False
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        previous = latest_checkpoint(self.run.root, warn=False)
+        cause = f"{error.strerror} ({error.filename})" if error.strerror and error.filename else (error.strerror or error)
+        raise CheckpointWriteError(
+            f"could not write checkpoint step {self.step} in {self.run.checkpoints}: {cause}; "
+            f"{'the previous checkpoint ' + previous.name + ' is intact' if previous else 'no earlier checkpoint'}"
+        ) from error
 
 
 def save_checkpoint(
@@ -123,11 +174,15 @@ def save_checkpoint(
     state: dict[str, Any],
     head: Any = None,
     keep: int = 2,
+    run_id: str | None = None,
 ) -> Path:
     """Write checkpoint ``step`` atomically (the policy with ``save_pretrained``); prune all but the newest ``keep``."""
-    tmp = begin_checkpoint(output_dir, step)
-    model.save_pretrained(tmp / CHECKPOINT_POLICY, safe_serialization=True)
-    return finish_checkpoint(output_dir, step, tmp, tokenizer=tokenizer, state=state, head=head, keep=keep)
+    with _write_guard(RunFolder(output_dir), step, None):
+        tmp = begin_checkpoint(output_dir, step)
+    with _write_guard(RunFolder(output_dir), step, tmp):
+        model.save_pretrained(tmp / CHECKPOINT_POLICY, safe_serialization=True)
+    return finish_checkpoint(output_dir, step, tmp, tokenizer=tokenizer, state=state, head=head, keep=keep,
+                             run_id=run_id)
 
 
 def save_sharded(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
@@ -155,7 +210,8 @@ def full_model_state(model: torch.nn.Module, *, every_process: bool = False) -> 
 
 def save_run_checkpoint(output_dir: str | Path, step: int, *, model: torch.nn.Module,
                         optimizer: torch.optim.Optimizer, tokenizer: Any, state: Callable[[], dict[str, Any]],
-                        head: Any, keep: int, is_main: bool, barrier: Callable[[], None]) -> Path | None:
+                        head: Any, keep: int, is_main: bool, barrier: Callable[[], None],
+                        run_id: str | None = None) -> Path | None:
     """The trainer's checkpoint, on every process; returns the folder on the main process (None elsewhere).
 
     Unsharded policies (``none``/``ddp``): the main process writes everything, the policy with
@@ -169,12 +225,13 @@ def save_run_checkpoint(output_dir: str | Path, step: int, *, model: torch.nn.Mo
         save_sharded(tmp, model, optimizer)
         barrier()
         path = finish_checkpoint(output_dir, step, tmp, tokenizer=tokenizer, state=state(), head=head,
-                                 keep=keep) if is_main else None
+                                 keep=keep, run_id=run_id) if is_main else None
         barrier()
         return path
     if not is_main:
         return None
-    return save_checkpoint(output_dir, step, model=model, tokenizer=tokenizer, state=state(), head=head, keep=keep)
+    return save_checkpoint(output_dir, step, model=model, tokenizer=tokenizer, state=state(), head=head, keep=keep,
+                           run_id=run_id)
 
 
 def load_run_checkpoint(checkpoint: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -215,16 +272,37 @@ def save_final(run: RunFolder, *, model: torch.nn.Module, tokenizer: Any, head: 
         head.save_pretrained(run.final_head)
 
 
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint folder, or None. Falls back to scanning when ``latest`` is missing."""
+def latest_checkpoint(output_dir: str | Path, *, warn: bool = True) -> Path | None:
+    """The checkpoint ``latest`` names, verified complete; else (``latest`` missing, or naming a missing or
+    incomplete folder: a warning) the newest complete checkpoint folder; None when there is none."""
     run = RunFolder(output_dir)
     pointer = run.latest_pointer
+    named = None
     if pointer.is_file():
-        candidate = run.checkpoints / pointer.read_text().strip()
-        if run.is_complete_checkpoint(candidate):
-            return candidate
+        try:
+            named = pointer.read_text().strip()
+        except OSError:
+            named = None
+        if named and "/" not in named and named not in (".", ".."):
+            candidate = run.checkpoints / named
+            if run.is_complete_checkpoint(candidate):
+                return candidate
     complete = [p for p in run.checkpoint_folders() if run.is_complete_checkpoint(p)]
-    return complete[-1] if complete else None
+    fallback = complete[-1] if complete else None
+    if warn and named is not None:
+        log.warning("%s names %r, which is missing or incomplete; using %s", pointer, named,
+                    fallback.name if fallback is not None else "no checkpoint")
+    return fallback
+
+
+def clean_stale_tmps(output_dir: str | Path) -> None:
+    """Remove the temporary checkpoint folders, ``latest`` pointers and ``run.json`` files of writers that were
+    killed (call it only while holding the run folder's lock: no other writer is at work)."""
+    run = RunFolder(output_dir)
+    for stale in run.stale_checkpoint_tmps():
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    for stale in (*run.stale_latest_tmps(), *run.stale_run_info_tmps()):
+        stale.unlink(missing_ok=True)
 
 
 def load_policy_weights(checkpoint: str | Path) -> dict[str, torch.Tensor]:
@@ -247,9 +325,11 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(handle.fileno())
 
 
-def _prune(run: RunFolder, keep: int) -> None:
-    complete = run.checkpoint_folders()
-    for old in complete[: max(0, len(complete) - max(keep, 1))]:
-        shutil.rmtree(old, ignore_errors=True)
-    for stale in run.stale_checkpoint_tmps():
-        shutil.rmtree(stale, ignore_errors=True)
+def _prune(run: RunFolder, keep: int, *, run_id: str | None = None, newest: Path | None = None) -> None:
+    """Delete the checkpoints of run ``run_id`` but its newest ``keep`` (never ``newest``, never another run's),
+    and the temporary files of killed writers."""
+    ours = [p for p in run.checkpoint_folders() if run.checkpoint_run_id(p) == run_id]
+    for old in ours[: max(0, len(ours) - max(keep, 1))]:
+        if newest is None or old.resolve() != newest.resolve():
+            shutil.rmtree(old, ignore_errors=True)
+    clean_stale_tmps(run.root)

@@ -49,7 +49,7 @@ class ModelConfig:
     lora_alpha: int = _f(16, "LoRA alpha.")
     lora_dropout: float = _f(0.0, "LoRA dropout.")
     lora_target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "Modules LoRA adapts.")
-    use_chat_template: bool = _f(True, "Render prompts with the tokenizer's chat template (else raw text).")
+    use_chat_template: bool | str = _f("auto", "Render prompts with the tokenizer's chat template: auto (the template when the tokenizer has one, raw text otherwise), true (required) or false (raw text).")
     system_prompt: str | None = _f(None, "Optional system message prepended to every chat prompt.")
 
 
@@ -74,6 +74,7 @@ class RewardConfig:
     timeout_s: float = _f(5.0, "Time limit for one verification; a timeout scores 0 and is counted.")
     num_workers: int = _f(0, "Processes for verification (0: in-process with a timeout).")
     incorrect_score: float | None = _f(None, "Score of a wrong answer (0; DAPO uses -1). None: the algorithm's default.")
+    max_error_rate: float = _f(0.5, "Stop the run when more than this fraction of a step's rollouts got a reward that raised, returned None, NaN/inf or a non-number (each scores 0 and is logged as verify/errors, verify/unscored, verify/bad_values). 1: never stop.")
 
 
 @dataclass
@@ -153,6 +154,7 @@ class TrainerConfig:
     num_threads: int = _f(0, "torch CPU threads (0: torch's default). On small CPU models 1 thread can be much faster.")
     output_dir: str = _f("runs/clipo", "Run folder: config, metrics.jsonl, samples, checkpoints, report.")
     resume: bool = _f(False, "Continue from the latest checkpoint in output_dir.")
+    overwrite: bool = _f(False, "Start afresh in an output_dir that holds another run: delete that run's files (metrics, checkpoints, final model, ...) first. Without it such a start refuses. Ignored with trainer.resume=true.")
     seed: int = _f(0, "Seed for data order, sampling, and initialisation.")
     save_every: int = _f(10, "Checkpoint every this many steps (0: only at the end).")
     keep_checkpoints: int = _f(2, "Checkpoints kept (older ones are deleted).")
@@ -230,7 +232,12 @@ def _coerce(key: str, value: Any, annotation: Any, help_text: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(key, value, inner[0], help_text)
+        for candidate in inner[:-1]:  # e.g. bool | str: true/false, else a string such as "auto"
+            try:
+                return _coerce(key, value, candidate, help_text)
+            except ConfigError:
+                pass
+        return _coerce(key, value, inner[-1], help_text)
     if origin is list:
         if isinstance(value, str):
             # "a.parquet,b.jsonl" is a list of two; a string whose parts would be empty (",") is one item.
@@ -347,6 +354,8 @@ def validate(config: Config) -> None:
     """Cross-field checks, each naming the key and the fix."""
     a, c, r, t = config.algorithm, config.clipo, config.rollout, config.trainer
     _choice("model.dtype", config.model.dtype, ("float32", "bfloat16", "float16"))
+    if config.model.use_chat_template not in (True, False, "auto"):
+        raise ConfigError(f"model.use_chat_template: expected auto, true or false, got {config.model.use_chat_template!r}")
     _choice("data.on_bad_row", config.data.on_bad_row, ("raise", "skip"))
     _choice("reward.mode", config.reward.mode, ("robust", "official"))
     _choice("reward.format_policy", config.reward.format_policy, ("strict", "lenient"))
@@ -380,6 +389,8 @@ def validate(config: Config) -> None:
                        ("trainer.lr_warmup_steps", t.lr_warmup_steps), ("trainer.num_threads", t.num_threads),
                        ("data.max_prompt_tokens", config.data.max_prompt_tokens)]:
         _positive(key, value, allow_zero=True)
+    if not 0 <= config.reward.max_error_rate <= 1:
+        raise ConfigError(f"reward.max_error_rate: must be in [0, 1] (1: never stop), got {config.reward.max_error_rate}")
     if not 0 < r.top_p <= 1:
         raise ConfigError(f"rollout.top_p: must be in (0, 1], got {r.top_p}")
     if a.dual_clip and a.dual_clip <= 1:

@@ -93,8 +93,12 @@ def format_table(results: Sequence[EvalResult]) -> str:
     return "\n".join(lines)
 
 
-def evaluate_all(config: Any, datasets: dict[str, Any], engine: Any, *, seed: int = 0) -> list[EvalResult]:
-    """Evaluate ``engine``'s model on each dataset with ``config.rollout``'s eval sampling."""
+def evaluate_all(config: Any, datasets: dict[str, Any], engine: Any, *, seed: int = 0,
+                 records: list[dict[str, Any]] | None = None) -> list[EvalResult]:
+    """Evaluate ``engine``'s model on each dataset with ``config.rollout``'s eval sampling.
+
+    ``records``, when given, receives one dict per scored completion (dataset, index, ground truth, response, score).
+    """
     r = config.rollout
     render = render_fn(config, engine.tokenizer)
     results = []
@@ -102,10 +106,12 @@ def evaluate_all(config: Any, datasets: dict[str, Any], engine: Any, *, seed: in
         examples = list(dataset)
         if config.data.max_eval_examples:
             examples = examples[: config.data.max_eval_examples]
-        result, _ = evaluate_dataset(
+        result, scored = evaluate_dataset(
             name, examples, engine=engine, render=render,
             score=lambda texts, exs: score_responses(config, texts, exs)[0],
             sampling=sampling_params(config, n=r.eval_n, temperature=r.eval_temperature, seed=seed),
             batch_size=max(1, r.micro_batch_size // max(1, r.eval_n)))
         results.append(result)
+        if records is not None:
+            records.extend(scored)
     return results

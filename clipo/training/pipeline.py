@@ -93,12 +93,34 @@ def sampling_params(config: Config, *, n: int, temperature: float, seed: int | N
                           top_k=r.top_k, stop=tuple(r.stop), seed=seed)
 
 
-def score_responses(config: Config, responses: Sequence[str], examples: Sequence[Any]) -> tuple[list[float], dict[str, float]]:
-    """Verifier scores (None counts as 0) for ``responses`` to ``examples``, and the verifier's counters."""
+def score_responses(config: Config, responses: Sequence[str], examples: Sequence[Any]) -> tuple[list[float], dict[str, Any]]:
+    """Verifier scores (None counts as 0) for ``responses`` to ``examples``, and the verifier's counters (numbers,
+    plus ``verifier/example``: a string saying what first went wrong, when something did)."""
     r = config.reward
     result = score_batch(
         list(responses), [e.ground_truth for e in examples], data_sources=[e.data_source or None for e in examples],
         prompts=[e.user_text() for e in examples], rows=[e.to_row() for e in examples], mode=r.mode,
         format_policy=r.format_policy, reward=None if r.verifier == "auto" else r.verifier,
         num_workers=r.num_workers, timeout_s=r.timeout_s)
-    return [float(s) if s is not None else 0.0 for s in result.scores], result.stats.as_dict()
+    stats: dict[str, Any] = result.stats.as_dict()
+    if result.stats.example:  # what went wrong first (a string, for check_reward_errors' message)
+        stats["verifier/example"] = result.stats.example
+    return [float(s) if s is not None else 0.0 for s in result.scores], stats
+
+
+class RewardFunctionError(RuntimeError):
+    """Too many of a step's rollouts got a reward that raised, returned None, NaN/inf or a non-number."""
+
+
+def check_reward_errors(config: Config, stats: dict[str, Any], example: str = "") -> None:
+    """Raise :class:`RewardFunctionError` (one line naming ``reward.verifier`` and what it returned) when the
+    failed rewards among ``stats``' ``verify/calls`` (``verify/errors`` + ``verify/bad_values`` +
+    ``verify/unscored``) exceed ``reward.max_error_rate``."""
+    calls = stats.get("verify/calls", 0.0)
+    failed = sum(stats.get(f"verify/{k}", 0.0) for k in ("errors", "bad_values", "unscored"))
+    limit = config.reward.max_error_rate
+    if calls and min(failed / calls, 1.0) > limit:
+        raise RewardFunctionError(
+            f"reward.verifier={config.reward.verifier!r} failed on {failed:g} of {calls:g} rollouts this step "
+            f"(more than reward.max_error_rate={limit:g}): it {example or 'raised or returned a bad value'}; "
+            "a reward must return a finite number (or None when it cannot score)")

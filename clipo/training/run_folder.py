@@ -5,13 +5,15 @@ A run folder is ``trainer.output_dir``. The trainer, :class:`clipo.training.trac
 :func:`clipo.training.tracking.read_metrics` read it. All of them go through :class:`RunFolder` and the
 helpers below, so a file name or a record shape is spelled here and nowhere else (docs/architecture.md)::
 
+    run.json                    the run's identity: {"run_id", "started", "host", "pid", "config_hash"}
+    .lock                       flock-ed by the training process for the whole fit (one run per folder at a time)
     config.yaml                 the resolved config (clipo.training.config.save_config)
     metrics.jsonl               one MetricsRow per step:   {"step": int, "<group>/<metric>": float | null, ...}
     samples.jsonl               SampleRecord lines:        {"step", "group", "prompt", "ground_truth", "response", ...}
     eval.jsonl                  one EvalRecord per eval:   {"step": int, "results": {dataset: {metric: value}}}
     summary.json                free-form JSON object (the demo: X_before / X_after, timings), indent 2
     embeddings/step_XXXXXX.pt   an EmbeddingSnapshot (torch.save of a dict of tensors), see SNAPSHOT_KEYS
-    checkpoints/step_XXXXXX/    policy/ (save_pretrained), head/, trainer_state.pt
+    checkpoints/step_XXXXXX/    policy/ (save_pretrained), head/, trainer_state.pt, run_id (the run that wrote it)
     checkpoints/latest          text file naming the newest complete checkpoint folder
     final/                      the trained policy and tokenizer (save_pretrained); final/contrastive_head/
     tensorboard/                TensorBoard event files
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,11 +42,13 @@ import torch
 __all__ = [
     "RunFolder", "MetricsRow", "SampleRecord", "EvalRecord", "EmbeddingSnapshot", "SNAPSHOT_KEYS",
     "CHECKPOINT_POLICY", "CHECKPOINT_SHARDED", "CHECKPOINT_HEAD", "CHECKPOINT_STATE", "LATEST", "FINAL_HEAD",
-    "read_jsonl", "append_jsonl", "truncate_jsonl", "write_text_atomic", "step_of",
+    "CHECKPOINT_RUN_ID", "read_jsonl", "append_jsonl", "truncate_jsonl", "write_text_atomic", "step_of",
 ]
 
 # ---------------------------------------------------------------------------------------------- names
 
+RUN_INFO = "run.json"
+LOCK = ".lock"
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 SAMPLES = "samples.jsonl"
@@ -64,11 +69,15 @@ CHECKPOINT_POLICY = "policy"
 CHECKPOINT_SHARDED = "sharded"
 CHECKPOINT_HEAD = "head"
 CHECKPOINT_STATE = "trainer_state.pt"
+#: Inside a checkpoint folder: the id of the run that wrote it (pruning deletes only the current run's).
+CHECKPOINT_RUN_ID = "run_id"
 #: Inside ``final/``: the trained contrastive head (CLIPO on).
 FINAL_HEAD = "contrastive_head"
 
 _STEP_PREFIX = "step_"
 _CHECKPOINT_TMP_PREFIX = ".tmp_step_"
+#: What write_text_atomic names its temporary files: ``.<name>.tmp<pid>``.
+_ATOMIC_TMP = ".{name}.tmp"
 
 
 def _step_name(step: int) -> str:
@@ -154,6 +163,14 @@ class RunFolder:
         return os.fspath(self.root)
 
     # -- files at the top
+    @property
+    def run_info(self) -> Path:
+        return self.root / RUN_INFO
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK
+
     @property
     def config(self) -> Path:
         return self.root / CONFIG
@@ -255,9 +272,57 @@ class RunFolder:
         root = self.checkpoints
         return sorted(root.glob(f"{_CHECKPOINT_TMP_PREFIX}*")) if root.is_dir() else []
 
+    def stale_latest_tmps(self) -> list[Path]:
+        """Temporary ``latest`` pointers (``.latest.tmp<pid>``) left by a run killed while writing one."""
+        root = self.checkpoints
+        return sorted(root.glob(_ATOMIC_TMP.format(name=LATEST) + "*")) if root.is_dir() else []
+
+    def stale_run_info_tmps(self) -> list[Path]:
+        """Temporary ``run.json`` files (``.run.json.tmp<pid>``) left by a run killed while writing one."""
+        return sorted(self.root.glob(_ATOMIC_TMP.format(name=RUN_INFO) + "*")) if self.root.is_dir() else []
+
     @staticmethod
     def is_complete_checkpoint(folder: Path) -> bool:
         return (folder / CHECKPOINT_STATE).is_file()
+
+    @staticmethod
+    def checkpoint_run_id(folder: Path) -> str | None:
+        """The id of the run that wrote checkpoint ``folder`` (None for a checkpoint written before run ids)."""
+        path = folder / CHECKPOINT_RUN_ID
+        return path.read_text(encoding="utf-8").strip() if path.is_file() else None
+
+    @staticmethod
+    def write_checkpoint_run_id(folder: Path, run_id: str) -> None:
+        (folder / CHECKPOINT_RUN_ID).write_text(run_id, encoding="utf-8")
+
+    # -- run identity
+    def read_run_info(self) -> dict[str, Any] | None:
+        """``run.json`` as a dict (None when absent or unreadable)."""
+        try:
+            loaded = json.loads(self.run_info.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return loaded if isinstance(loaded, dict) else None
+
+    def write_run_info(self, info: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.run_info, json.dumps(info, indent=2))
+
+    def previous_run_files(self) -> list[Path]:
+        """The files that show another run used this folder: run.json, metrics.jsonl, checkpoint folders."""
+        found = [p for p in (self.run_info, self.metrics) if p.exists()]
+        if self.checkpoint_folders():
+            found.append(self.checkpoints)
+        return found
+
+    def clear_run(self) -> None:
+        """Delete every file and folder a run writes here (for ``trainer.overwrite``); other files are kept."""
+        for path in (self.run_info, self.config, *self.jsonl_logs, self.summary, self.embeddings_dir,
+                     self.checkpoints, self.final, self.tensorboard, self.report):
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
 
     # -- summary.json
     def write_summary(self, summary: dict[str, Any]) -> Path:
@@ -281,7 +346,7 @@ def write_text_atomic(path: str | Path, text: str, *, fsync: bool = True) -> Non
     """Replace ``path`` by ``text`` through a hidden temporary file and ``os.replace``: readers and crashes see
     the old file or the new one, never a mix."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(_ATOMIC_TMP.format(name=path.name) + str(os.getpid()))
     try:
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -12,6 +12,7 @@ from torch import Tensor
 from clipo.core.algorithms import AlgorithmKnobs
 from clipo.core.ops import masked_mean
 from clipo.training.config import Config
+from clipo.training.run_folder import EmbeddingSnapshot, SampleRecord
 
 
 @dataclass
@@ -91,3 +92,30 @@ def snapshot_schedule(max_steps: int, count: int) -> set[int]:
     if count == 1:
         return {max_steps}
     return {1 + round(i * (max_steps - 1) / (count - 1)) for i in range(count)}
+
+
+def embedding_snapshot(batch: StepBatch, step: int, head: torch.nn.Module | None,
+                       device: torch.device | str) -> EmbeddingSnapshot:
+    """The record ``embeddings/step_XXXXXX.pt`` holds for the report's 2-D projections: pooled states [N, H]
+    (fp16), head outputs ``z`` [N, D] when CLIPO is on, correctness, group ids, contrastive rewards and any
+    per-rollout extras (the shape is :class:`clipo.training.run_folder.EmbeddingSnapshot`)."""
+    snapshot: EmbeddingSnapshot = {
+        "step": step, "pooled": batch.pooled.half().cpu(), "correct": batch.correct.cpu(),
+        "group_ids": batch.rollouts.group_ids.cpu(), "contrastive_reward": batch.contrastive.cpu(),
+        "extras": {k: torch.as_tensor(v).cpu() for k, v in batch.extras.items()}}
+    if head is not None:
+        with torch.no_grad():
+            snapshot["z"] = head(batch.pooled.to(device)).cpu()
+    return snapshot
+
+
+def sample_records(batch: StepBatch, count: int) -> list[SampleRecord]:
+    """The first ``count`` rollouts of ``batch`` as ``samples.jsonl`` records (the logger adds ``step``)."""
+    out: list[SampleRecord] = []
+    for i in range(min(count, batch.rollouts.num_rollouts)):
+        example = batch.examples[i]
+        out.append({"group": int(batch.rollouts.group_ids[i]), "prompt": example.user_text(),
+                    "ground_truth": example.ground_truth, "response": batch.rollouts.response_texts[i],
+                    "score": float(batch.scores[i]), "contrastive_reward": float(batch.contrastive[i]),
+                    "advantage": float(batch.advantages[i])})
+    return out

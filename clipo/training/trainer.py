@@ -12,11 +12,19 @@
    10. learning-rate schedule, metrics, samples
 
 The algorithm (advantage, policy loss, its denominator) is one entry of :mod:`clipo.core.algorithms`. With
-several processes (``accelerate launch``) each draws its own share of the prompts and keeps each prompt's
-groups whole; see :mod:`clipo.training.distributed`.
+several processes (``torchrun`` / ``accelerate launch``) each draws its own share of the prompts and keeps each
+prompt's groups whole (:mod:`clipo.training.distributed`), and the policy trains on torch DDP or FSDP
+(:mod:`clipo.training.parallel`).
+
+Why one file of ~560 lines: it is the step's story (collect → prepare → update) and the loop that runs it
+(``fit``: resume, logging, evaluation, checkpoints, preemption), which share the trainer's state and read top to
+bottom. Everything that does not need that state lives elsewhere: the math in ``clipo.core``, the batch record
+and its metrics in :mod:`clipo.training.step`, checkpoints in :mod:`clipo.training.checkpoint`, the engines in
+:mod:`clipo.training.parallel`, the run folder's format in :mod:`clipo.training.run_folder`.
 """
 from __future__ import annotations
 
+import signal
 import time
 import warnings
 from pathlib import Path
@@ -34,6 +42,7 @@ from clipo.core.loss import micro_batch_loss, mini_batch_denominators
 from clipo.models import make_reference_model, policy_forward
 from clipo.rollout import RolloutBatch, make_engine
 from clipo.training.checkpoint import (
+    clean_stale_tmps,
     latest_checkpoint,
     load_run_checkpoint,
     rng_state,
@@ -41,22 +50,34 @@ from clipo.training.checkpoint import (
     save_run_checkpoint,
     set_rng_state,
 )
-from clipo.training.config import Config, save_config
+from clipo.training.config import Config, ConfigError, save_config
 from clipo.training.distributed import (
     all_agree,
     all_gather_rows,
     all_reduce_min,
     all_reduce_sum,
+    broadcast_object,
     global_group_ids,
     shard,
 )
 from clipo.training.evaluation import evaluate_all
 from clipo.training.head import build_head_trainer
 from clipo.training.parallel import full_weights, gradient_sync, is_sharded, resolve_mode, wrap_policy
-from clipo.training.pipeline import prepare_train_data, render_fn, sampling_params, score_responses
+from clipo.training.pipeline import check_reward_errors, prepare_train_data, render_fn, sampling_params, score_responses
 from clipo.training.precision import autocast_context, prepare_master_weights
-from clipo.training.run_folder import EmbeddingSnapshot, RunFolder, SampleRecord
-from clipo.training.step import StepBatch, algorithm_knobs, batch_metrics, derive_seed, lr_factor, snapshot_schedule
+from clipo.training.run_folder import RunFolder, SampleRecord
+from clipo.training.run_safety import RunClaim, claim_run_folder
+from clipo.training.signals import Preempted, PreemptionGuard
+from clipo.training.step import (
+    StepBatch,
+    algorithm_knobs,
+    batch_metrics,
+    derive_seed,
+    embedding_snapshot,
+    lr_factor,
+    sample_records,
+    snapshot_schedule,
+)
 from clipo.training.tracking import MetricsLogger
 
 
@@ -135,8 +156,10 @@ class RLTrainer:
         """Steps 1-3: sample, verify and (DAPO) keep informative groups until B prompts are kept."""
         c, t = self.config, self.config.trainer
         kept_batches, kept_examples, kept_scores = [], [], []
-        kept_prompts, rounds, stats = 0, 0, {"verify/timeouts": 0.0, "verify/errors": 0.0}
+        kept_prompts, rounds = 0, 0
+        stats = {f"verify/{k}": 0.0 for k in ("timeouts", "errors", "bad_values", "unscored", "calls")}
         generated_groups = zero_variance_groups = 0
+        reward_problem = ""  # the first bad value or error a reward produced this step, for the stop message
         self.model.eval()
         while True:
             # Every process draws the same global batch and keeps its own slice: groups never span processes.
@@ -149,8 +172,9 @@ class RLTrainer:
             rounds += 1
             per_rollout = [examples[i] for i in batch.prompt_index.tolist()]
             raw, verify_stats = self.score(batch.response_texts, per_rollout)
-            for key in ("timeouts", "errors"):
+            for key in ("timeouts", "errors", "bad_values", "unscored", "calls"):
                 stats[f"verify/{key}"] += float(verify_stats.get(f"verifier/{key}", 0))
+            reward_problem = reward_problem or str(verify_stats.get("verifier/example", ""))
             scores = torch.tensor(raw, dtype=torch.float32)
             keep = informative_groups((scores > 0).float(), batch.group_ids)
             generated_groups += len(examples)
@@ -167,6 +191,12 @@ class RLTrainer:
             out_of_rounds = c.algorithm.max_gen_batches > 0 and rounds >= c.algorithm.max_gen_batches
             if not c.algorithm.dynamic_sampling or enough or out_of_rounds:
                 break
+        # Past reward.max_error_rate of this step's rollouts, a broken reward stops the run (one line). Checked once
+        # per step on counts summed over processes (processes may run different numbers of DAPO rounds), so every
+        # process stops together and none is left waiting in a collective.
+        keys = ("verify/calls", "verify/errors", "verify/bad_values", "verify/unscored")
+        counts = all_reduce_sum(torch.tensor([stats[k] for k in keys], device=self.device)).tolist()
+        check_reward_errors(c, dict(zip(keys, counts)), reward_problem)
         # DAPO keeps exactly B groups; with several processes, as many as the process that kept the fewest, so that
         # every process trains on an equal share.
         groups_kept = min(kept_prompts, t.prompts_per_step)
@@ -398,28 +428,13 @@ class RLTrainer:
             self.scheduler.step()
 
     def save_embeddings(self, batch: StepBatch) -> Path:
-        """Write ``embeddings/step_XXXXXX.pt``: pooled states [N, H] (fp16), head outputs [N, D] when CLIPO is on,
-        correctness, group ids, rewards and any per-rollout extras, for the report's 2-D projections
-        (the shape is :class:`clipo.training.run_folder.EmbeddingSnapshot`)."""
-        snapshot: EmbeddingSnapshot = {
-            "step": self.step, "pooled": batch.pooled.half().cpu(), "correct": batch.correct.cpu(),
-            "group_ids": batch.rollouts.group_ids.cpu(), "contrastive_reward": batch.contrastive.cpu(),
-            "extras": {k: torch.as_tensor(v).cpu() for k, v in batch.extras.items()}}
-        if self.head_trainer is not None:
-            with torch.no_grad():
-                snapshot["z"] = self.head_trainer.head(batch.pooled.to(self.device)).cpu()
-        return RunFolder(self.output_dir).write_snapshot(snapshot)
+        """Write this step's ``embeddings/step_XXXXXX.pt`` (:func:`clipo.training.step.embedding_snapshot`)."""
+        head = self.head_trainer.head if self.head_trainer is not None else None
+        return RunFolder(self.output_dir).write_snapshot(embedding_snapshot(batch, self.step, head, self.device))
 
     def samples(self, batch: StepBatch, count: int) -> list[SampleRecord]:
         """The first ``count`` rollouts of ``batch`` as ``samples.jsonl`` records (the logger adds ``step``)."""
-        out: list[SampleRecord] = []
-        for i in range(min(count, batch.rollouts.num_rollouts)):
-            example = batch.examples[i]
-            out.append({"group": int(batch.rollouts.group_ids[i]), "prompt": example.user_text(),
-                        "ground_truth": example.ground_truth, "response": batch.rollouts.response_texts[i],
-                        "score": float(batch.scores[i]), "contrastive_reward": float(batch.contrastive[i]),
-                        "advantage": float(batch.advantages[i])})
-        return out
+        return sample_records(batch, count)
 
     # ------------------------------------------------------------------------------------------ evaluation
 
@@ -449,15 +464,21 @@ class RLTrainer:
             "nonfinite_streak": self.nonfinite_streak,
         }
 
+    #: The id of the run (run.json) while fit() runs: checkpoints record it, pruning keeps other runs' ones.
+    run_id: str | None = None
+
     def save(self) -> Path | None:
         """Checkpoint: the main process writes it (under FSDP every process writes its shards first)."""
         return save_run_checkpoint(
             self.output_dir, self.step, model=self.model, optimizer=self.optimizer, tokenizer=self.tokenizer,
             state=self.state_dict, head=self.head_trainer.head if self.head_trainer is not None else None,
-            keep=self.config.trainer.keep_checkpoints, is_main=self.is_main, barrier=self.accelerator.wait_for_everyone)
+            keep=self.config.trainer.keep_checkpoints, is_main=self.is_main, barrier=self.accelerator.wait_for_everyone,
+            run_id=self.run_id)
 
     def resume(self) -> bool:
         """Load the newest checkpoint of ``output_dir``; False when there is none."""
+        if self.is_main:
+            clean_stale_tmps(self.output_dir)
         checkpoint = latest_checkpoint(self.output_dir)
         if checkpoint is None:
             return False
@@ -473,8 +494,35 @@ class RLTrainer:
 
     # ------------------------------------------------------------------------------------------ the loop
 
+    def _claim_run_folder(self) -> RunClaim | None:
+        """Lock the run folder and record the run (main process); every process raises the same ConfigError."""
+        c, t = self.config, self.config.trainer
+        claim, refusal = None, None
+        if self.is_main:
+            try:
+                claim = claim_run_folder(self.output_dir, resume=t.resume, overwrite=t.overwrite, config=c.to_dict())
+            except ConfigError as error:
+                refusal = str(error)
+        outcome = broadcast_object(refusal if claim is None else ("", claim.run_id))
+        if isinstance(outcome, str):
+            raise ConfigError(outcome)
+        self.run_id = outcome[1]
+        return claim
+
     def fit(self) -> dict[str, Any]:
-        """Train for ``trainer.max_steps`` steps (resuming if asked), evaluating and checkpointing on the way."""
+        """Train for ``trainer.max_steps`` steps (resuming if asked), evaluating and checkpointing on the way.
+
+        The run folder is locked for the whole fit (see :mod:`clipo.training.run_safety`). SIGTERM or SIGINT
+        finishes the current step, writes a checkpoint and raises :class:`clipo.training.signals.Preempted`."""
+        claim = self._claim_run_folder()
+        try:
+            with PreemptionGuard() as guard:
+                return self._fit(guard)
+        finally:
+            if claim is not None:
+                claim.release()
+
+    def _fit(self, guard: PreemptionGuard) -> dict[str, Any]:
         c, t = self.config, self.config.trainer
         resumed = self.resume() if t.resume else False
         # Only the main process writes the run folder; the others train and keep in step.
@@ -486,6 +534,7 @@ class RLTrainer:
         progress = _progress(t.max_steps, self.step, enabled=t.progress and self.is_main)
         snapshot_steps = snapshot_schedule(t.max_steps, t.embedding_snapshots)
         last: dict[str, float] = {}
+        saved_step = self.step if resumed else None
         try:
             while self.step < t.max_steps:
                 metrics = self.train_step()
@@ -502,6 +551,10 @@ class RLTrainer:
                     self.logger.log_eval(self.step, self._evaluate_on_main())
                 if t.save_every and self.step % t.save_every == 0 and self.step < t.max_steps:
                     self.save()
+                    saved_step = self.step
+                if self.step < t.max_steps and not all_agree(not guard.requested):  # every process stops together
+                    checkpoint = self.save() if saved_step != self.step else latest_checkpoint(self.output_dir)
+                    raise Preempted(guard.signum or signal.SIGTERM, self.step, checkpoint, self.output_dir)
             final_eval = self._evaluate_on_main() if self.eval_data else {}
             if final_eval:
                 self.logger.log_eval(self.step, final_eval)

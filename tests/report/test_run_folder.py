@@ -121,7 +121,8 @@ def test_jsonl_helpers(tmp_path):
 
 #: Literals that name a run-folder file or folder. Only clipo/training/run_folder.py may spell them in code.
 RUN_FOLDER_NAMES = {"config.yaml", "metrics.jsonl", "samples.jsonl", "eval.jsonl", "summary.json", "embeddings",
-                    "checkpoints", "final", "tensorboard", "latest", "trainer_state.pt", "contrastive_head"}
+                    "checkpoints", "final", "tensorboard", "latest", "trainer_state.pt", "contrastive_head", "sharded",
+                    "run.json", ".lock"}
 #: Known spellings outside run_folder.py still to be moved onto RunFolder: (file, literal).
 KNOWN_ELSEWHERE: set[tuple[str, str]] = set()  # (file, name) pairs allowed to spell a run-folder name
 

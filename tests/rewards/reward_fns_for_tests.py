@@ -40,3 +40,28 @@ def stuck_uninterruptible(response, ground_truth, **row):
 def echo_row(response, ground_truth, **row):
     """Returns the `bonus` field of the row, to check that row fields reach custom rewards."""
     return float(row.get("bonus", 0.0))
+
+
+# Misbehaving rewards: each value must score 0 and be counted, never raise into the trainer.
+def returns_nan(response, ground_truth, **row):
+    return float("nan")
+
+
+def returns_inf(response, ground_truth, **row):
+    return float("inf")
+
+
+def returns_neg_inf(response, ground_truth, **row):
+    return float("-inf")
+
+
+def returns_string(response, ground_truth, **row):
+    return "1.0"
+
+
+def returns_list(response, ground_truth, **row):
+    return [1.0]
+
+
+def returns_none_always(response, ground_truth, **row):
+    return None

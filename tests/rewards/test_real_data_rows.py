@@ -23,10 +23,6 @@ from clipo.rewards.choice import parse_gold_letter
 ALLOWLIST: Dict[Tuple[str, int, str], str] = {
     ("train/math75", 5341, "correct"): "the reference solution's last box is empty: there is no answer to reach",
     ("train/math75", 5343, "correct"): "the reference solution's last box is empty: there is no answer to reach",
-    ("train/math75", 2228, "perturbed"): (
-        "gold '0.56 = 56\\%' states one value twice; the perturbation only changes the first copy "
-        "('1.56 = 56\\%'), and the value after '=' (56%) is still right"
-    ),
 }
 
 

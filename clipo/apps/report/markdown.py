@@ -6,6 +6,7 @@ Pure text from a :class:`clipo.apps.report.read.RunData` and the figures written
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from clipo.apps.report.figures import FIGURE_TITLES
 from clipo.apps.report.numerics import to_float, window_mean
 from clipo.apps.report.read import RunData, eval_metric_name
 
-__all__ = ["KEY_METRICS", "render_markdown"]
+__all__ = ["KEY_METRICS", "learning_summary", "read_learning_summary", "render_markdown"]
 
 #: (metric key, label) of the first-vs-last table, in table order; ``task/*`` keys not listed here follow.
 KEY_METRICS = [
@@ -41,6 +42,60 @@ KEY_METRICS = [
     ("time/step_s", "step time (s)"),
     ("perf/tokens_per_s", "tokens / s"),
 ]
+
+
+def learning_summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Steps that updated the policy vs steps skipped (``actor/update_skipped``), and a warning when nothing was
+    learned: every step skipped, every group uniform (``rollout/zero_variance_groups`` = 1) or every advantage 0.
+
+    ``metrics`` maps a metric key to its per-step values (NaN or None where a step did not log it).
+    """
+    def values(key: str) -> list[float]:
+        return [v for v in (to_float(x) for x in metrics.get(key, [])) if math.isfinite(v)]
+
+    skipped_flags = values("actor/update_skipped")
+    steps = max((len(v) for v in metrics.values()), default=0)
+    skipped = int(sum(1 for v in skipped_flags if v > 0))
+    updated = (len(skipped_flags) - skipped) if skipped_flags else steps
+    warning = None
+    zero_var, adv = values("rollout/zero_variance_groups"), values("advantage/abs_mean")
+    if steps and skipped_flags and updated == 0:
+        warning = "nothing was learned: every step skipped its policy update"
+    elif steps and zero_var and len(zero_var) == steps and all(v >= 1.0 for v in zero_var):
+        warning = ("nothing was learned: on every step every group's rewards were uniform (all right or all "
+                   "wrong), so no advantage; try an easier/harder data set, more rollouts (rollout.n) or a "
+                   "higher temperature")
+    elif steps and adv and len(adv) == steps and all(v == 0.0 for v in adv):
+        warning = "nothing was learned: every advantage was 0"
+    return {"steps": steps, "updated": updated, "skipped": skipped, "warning": warning}
+
+
+def read_learning_summary(metrics_path: str | Path) -> dict[str, Any]:
+    """:func:`learning_summary` of a run's ``metrics.jsonl`` (unreadable lines are ignored)."""
+    by_step: dict[Any, dict] = {}
+    path = Path(metrics_path)
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                by_step.setdefault(row.get("step"), {}).update(row)  # a repeated step (resume): the later wins
+    rows = list(by_step.values())
+    keys = {k for row in rows for k in row if k != "step"}
+    return learning_summary({k: [row.get(k) for row in rows] for k in keys})
+
+
+def _learning_lines(run: RunData) -> list[str]:
+    if not len(run.steps):
+        return []
+    summary = learning_summary({k: list(v) for k, v in run.metrics.items()})
+    lines = ["## Policy updates", "",
+             f"{summary['updated']} step(s) updated the policy, {summary['skipped']} skipped.", ""]
+    if summary["warning"]:
+        lines += [f"**Warning: {summary['warning']}.**", ""]
+    return lines
 
 
 def _fmt(value: Any) -> str:
@@ -223,6 +278,7 @@ def render_markdown(run: RunData, figures: dict[str, Path], out_dir: Path, elaps
     if run.summary:
         lines += [f"## Summary (`{run.folder.summary.name}`)", ""] + _summary_tables(run.summary) + [""]
 
+    lines += _learning_lines(run)
     if len(run.steps):
         n = len(run.steps)
         k = max(1, min(10, n // 5))
