@@ -8,7 +8,6 @@ import pytest
 import yaml
 
 from clipo.apps.cli import main
-from clipo.models.tiny import build_tiny_model, build_tiny_tokenizer
 
 
 def test_config_lists_every_section_and_key(capsys):
@@ -56,16 +55,6 @@ def test_module_help_in_a_subprocess():
     assert result.returncode == 0, result.stderr
     for command in ("train", "eval", "report", "config"):
         assert command in result.stdout
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_model")
-    tokenizer = build_tiny_tokenizer()
-    model = build_tiny_model(tokenizer, seed=0)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import yaml
 
 from clipo.apps.cli import main
 from clipo.apps.report.markdown import learning_summary, read_learning_summary
-from clipo.models.tiny import build_tiny_model, build_tiny_tokenizer
 
 
 def test_counts_updates_and_skips():
@@ -40,15 +39,6 @@ def test_reads_metrics_jsonl_with_a_repeated_step(tmp_path):
         {"step": 2, "actor/update_skipped": 0.0}]) + "\nnot json\n")
     summary = read_learning_summary(path)
     assert (summary["steps"], summary["updated"], summary["skipped"]) == (2, 2, 0)
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_model")
-    tokenizer = build_tiny_tokenizer()
-    build_tiny_model(tokenizer, seed=0).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
