@@ -20,6 +20,11 @@ a bracketed constant), ``0 OR 1`` (``or``/``and`` split lists in any case), and 
 (``18.0000000001`` for 18: see :func:`numbers_match`).
 
 Nothing here enforces a time limit; :func:`clipo.rewards.score_answer` wraps the call in one.
+
+One file (~560 lines) on purpose: the five steps above call each other recursively (a list's parts go back
+through the whole cascade, the hedge checks guard every step), so splitting them would spread one decision
+procedure over several modules; the text rules live in :mod:`clipo.rewards.normalize`, the limits in
+:mod:`clipo.rewards.limits`.
 """
 
 from __future__ import annotations

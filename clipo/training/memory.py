@@ -13,6 +13,9 @@ A step has three phases whose peaks are estimated separately (the run needs the 
 * no-grad forward (old / reference log-probs): one ``trainer.micro_batch_size`` micro-batch without autograd;
 * training: one micro-batch's saved activations and logits on top of everything resident;
 * optimizer step: AdamW's temporaries on top of everything resident.
+
+One file (~540 lines) on purpose: each function is one term of ``docs/memory.md``, and the phases combine all of
+them, so the estimator reads against that document from top to bottom.
 """
 from __future__ import annotations
 
