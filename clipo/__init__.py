@@ -1,4 +1,4 @@
-"""clipo: RLVR post-training with GRPO, Dr. GRPO, DAPO, GSPO, GMPO and CLIPO.
+"""clipo: RLVR post-training with GRPO, Dr. GRPO, DAPO, GSPO, GMPO, RLOO and CLIPO.
 
 The package is layered (docs/architecture.md): ``core`` (the math, torch only) ← ``rewards``, ``data``,
 ``models`` ← ``rollout`` ← ``training`` ← ``apps``. This facade imports the math layer and the head trainer

@@ -45,7 +45,7 @@ from clipo.training.signals import Preempted
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clipo", description="RLVR post-training with GRPO, Dr. GRPO, DAPO, GSPO, GMPO and CLIPO.",
+    parser = argparse.ArgumentParser(prog="clipo", description="RLVR post-training with GRPO, Dr. GRPO, DAPO, GSPO, GMPO, RLOO and CLIPO.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an error (also: CLIPO_DEBUG=1)")
