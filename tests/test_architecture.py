@@ -1,6 +1,6 @@
 """The package's layering, checked by walking every module's imports with ``ast`` (nothing is imported).
 
-    core  ←  rewards, data, models  ←  rollout  ←  training  ←  apps        (docs/architecture.md)
+    core  ←  rewards, data, models  ←  rollout  ←  training  ←  integrations, apps        (docs/architecture.md)
 
 Rules:
 1. a module imports only its own layer and the layers its layer may use (lower layers never import higher);
@@ -28,9 +28,11 @@ ALLOWED = {
     "models": {"core", "models"},
     "rollout": {"core", "models", "rollout"},
     "training": {"core", "rewards", "data", "models", "rollout", "training"},
+    # Bridges to other libraries (clipo.integrations.trl); never imported by the layers below or by apps.
+    "integrations": {"core", "rewards", "data", "models", "rollout", "training", "integrations"},
     "apps": {"core", "rewards", "data", "models", "rollout", "training", "apps"},
     # The lazy facade (clipo/__init__.py), `python -m clipo` and the test helpers sit on top of everything.
-    "top": {"core", "rewards", "data", "models", "rollout", "training", "apps", "top"},
+    "top": {"core", "rewards", "data", "models", "rollout", "training", "integrations", "apps", "top"},
 }
 
 #: Third-party packages that may be imported inside a function: optional extras, and heavy libraries that

@@ -2,6 +2,8 @@
 
     clipo train [--config FILE] [section.field=value ...]     RL training (defaults: the built-in CPU demo)
     clipo eval  --model PATH [--config FILE] [key=value ...]  pass@1 / avg@k / pass@k on data.eval
+    clipo eval  --model PATH --track gsm8k|math [key=value]   the paper's track: its sets, sampling and table
+    clipo compare RUN_A RUN_B [...] [--json PATH]             baseline vs others per set, paired bootstrap 95% CI
     clipo report RUN_DIR [--out DIR]                          PNG plots and a Markdown summary of a run
     clipo experiment [--seeds 3] [--algorithms grpo] [k=v]    base vs base + CLIPO on the demo task, over seeds
     clipo config [--config FILE] [key=value ...]              print every key (or the resolved config)
@@ -28,9 +30,11 @@ from typing import Any
 import yaml
 from transformers.utils import logging as hf_logging
 
+from clipo.apps.compare import add_parser as add_compare_parser
+from clipo.apps.compare import compare_command
 from clipo.apps.demo.experiment import run_experiment
 from clipo.apps.demo.run import RECIPE, run_demo
-from clipo.apps.evaluate import run_evaluation
+from clipo.apps.evaluate import problem_records, results_markdown, run_evaluation, track_overrides
 from clipo.apps.plan import add_parser as add_plan_parser
 from clipo.apps.plan import plan_command
 from clipo.apps.report import report_command
@@ -40,7 +44,7 @@ from clipo.data import DataError
 from clipo.training.checkpoint import latest_checkpoint
 from clipo.training.config import ConfigError, describe, load_config, parse_override, resolve_recipe
 from clipo.training.evaluation import format_table
-from clipo.training.run_folder import SAMPLES, RunFolder, step_of
+from clipo.training.run_folder import EVAL_RESULTS, RunFolder, eval_output_files, step_of
 from clipo.training.signals import Preempted
 
 
@@ -58,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--config", help="YAML config file")
     evaluate.add_argument("--output", help="write the results as JSON here, the scored completions beside it "
                           "(default: RUN_DIR/final/eval_results.json for a run folder, else ./eval_results.json)")
+    evaluate.add_argument("--track", help="evaluate on a paper track (gsm8k or math): its sets under data.root "
+                          "(or $CLIPO_DATA_DIR) and its eval sampling; overrides still win")
     evaluate.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.eval=test.parquet rollout.eval_n=8")
     report = sub.add_parser("report", help="PNG plots and a Markdown summary of a run folder")
     report.add_argument("run_dir", help="run folder (trainer.output_dir)")
@@ -71,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     config.add_argument("--config", help="YAML config file to resolve")
     config.add_argument("overrides", nargs="*")
     add_plan_parser(sub)
+    add_compare_parser(sub)
     return parser
 
 
@@ -93,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "plan":
             return plan_command(args)
+        if args.command == "compare":
+            return compare_command(args)
         if args.command == "report":
             return report_command(args.run_dir, args.out)
     except (ConfigError, DataError) as error:  # a user error: one line naming the key/file and the fix
@@ -213,7 +222,7 @@ def _train(config_path: str | None, overrides: list[str]) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides)
+    overrides = (track_overrides(args.track) if args.track else []) + list(args.overrides)
     config_path = args.config
     run_final = None
     if args.model:
@@ -235,16 +244,21 @@ def _eval(args: argparse.Namespace) -> int:
         _refuse_demo_fallback(config_path, overrides, "data.eval", list(config.data.eval))
     check_model_path(config)
     # Never into the model's folder (a hub cache or an installed package): the run folder, else the working directory.
-    output = Path(args.output) if args.output else (run_final / "eval_results.json" if run_final is not None
-                                                     else Path("eval_results.json"))
-    samples = output.with_name(SAMPLES if output.name == "eval_results.json" else f"{output.stem}.{SAMPLES}")
+    output = Path(args.output) if args.output else (RunFolder(run_final.parent).final_eval_results
+                                                     if run_final is not None else Path(EVAL_RESULTS))
+    samples, problems = eval_output_files(output)
     records: list[dict] = []
     results = run_evaluation(config, records=records)
     print(format_table(results))
+    table = results_markdown(results, args.track)
+    if table is not None:
+        print("\n" + table + "\n")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({r.name: r.as_dict() for r in results}, indent=2))
     samples.write_text("".join(json.dumps(r, default=str) + "\n" for r in records))
-    print(f"clipo eval: results written to {output.resolve()}; the {len(records)} scored completions to {samples.resolve()}")
+    problems.write_text("".join(json.dumps(r) + "\n" for r in problem_records(results)))
+    print(f"clipo eval: results written to {output.resolve()}; the {len(records)} scored completions to {samples.resolve()}; "
+          f"per-problem scores (for clipo compare) to {problems.resolve()}")
     return 0
 
 

@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 from clipo.apps.demo.warmstart import WarmStartSpec, demo_tokenizer
-from clipo.training.config import Config, TrainerConfig, load_config, parse_override
+from clipo.training.config import Config, ConfigError, TrainerConfig, load_config, parse_override
 from clipo.training.memory import (
     GIB,
     KNOWN_SHAPES,
@@ -32,6 +32,7 @@ from clipo.training.memory import (
     shape_from_config,
     suggest_changes,
 )
+from clipo.training.pipeline import per_process_prompts
 
 #: Prompt length assumed when the config sets no data.max_prompt_tokens (override with --prompt-tokens).
 DEFAULT_PROMPT_TOKENS = 512
@@ -155,7 +156,11 @@ def resolve_run(args: argparse.Namespace) -> _Run:
         notes.append(f"trainer.parallel=none on {args.gpus} processes is refused by the trainer; use ddp or fsdp")
     offload = bool(args.offload or planner.get("offload") or getattr(t, "fsdp_offload", False))
 
-    rollouts = t.prompts_per_step * r.n  # per process
+    try:
+        per_process = per_process_prompts(config, args.gpus)  # a global batch is split over the GPUs, as in training
+    except ConfigError as error:
+        raise PlanError(str(error)) from None
+    rollouts = per_process * r.n  # per process
     micro = min(t.micro_batch_size, rollouts)
     if t.share_prompt_forward and r.n > 1 and micro >= r.n:
         micro = micro // r.n * r.n  # the trainer rounds training micro-batches down to whole groups

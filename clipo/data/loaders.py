@@ -3,17 +3,21 @@
 Every row becomes a :class:`~clipo.data.records.PromptExample`. Nothing is dropped silently: a malformed row
 raises :class:`~clipo.data.errors.DataError` naming the file, the row, the field and the fix, or, with
 ``on_bad_row="skip"``, is left out and listed in the returned :class:`~clipo.data.records.LoadReport`;
-duplicates (same prompt and answer) are counted and logged.
+duplicates (same prompt and answer) are counted and logged. A file that cannot be read as a whole (not UTF-8,
+a broken parquet file, JSON nested past Python's limits, a CSV column named twice) raises a one-line
+:class:`DataError` naming the file, the line and byte offset where known, and the fix, in both modes.
 """
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .answers import is_solution_source, reduce_solution
+from .answers import ground_truth_problem, is_solution_source, reduce_solution
 from .dataset import PromptDataset
 from .errors import BadRow, DataError
 from .records import LoadReport, PromptExample, PromptLike
@@ -29,6 +33,13 @@ _HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 DEFAULT_ANSWER_FIELDS = ("reward_model.ground_truth", "answer", "ground_truth")
 _SCHEMA_FORMATS = ("parquet", "csv", "tsv", "hf")
 _MISSING = object()
+# Roles chat templates know; anything else ("bot", "User") is a typo the template would reject or mis-render.
+CHAT_ROLES = ("system", "user", "assistant", "tool")
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # also the start of UTF-32's marks
+# Text that holds a lone UTF-16 surrogate (JSON "\\ud800") has no UTF-8 form: tokenizers and hashing fail on it.
+_SURROGATE = "holds an unpaired surrogate (an escape such as \\ud800 that is no character)"
+_SAVE_AS_UTF8 = "save the file as UTF-8 (e.g. in your editor's 'Save with encoding', or iconv -t UTF-8)"
 
 Source = Union[str, Path, Any]  # a path, a datasets.Dataset / DatasetDict, or a list of dicts
 # One item from a reader: (row, line or None, the record or a BadRow for an unreadable line).
@@ -53,18 +64,78 @@ def _detect_format(path: Path) -> str:
     return fmt
 
 
-def _read_parquet(path: Path) -> Iterator[_RawRow]:
-    import pyarrow.parquet as pq  # lazy: only parquet users pay for it
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    """A library's error text on one line, cut to ``limit`` characters (pyarrow's span several lines)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
-    # to_pylist gives plain Python lists/dicts (pandas would give numpy arrays for the chat messages).
-    for i, rec in enumerate(pq.read_table(path).to_pylist()):
+
+def _decode(path: Path, raw: bytes, line: int, offset: int) -> str:
+    """``raw`` (the bytes of ``path`` from byte ``offset``, starting on ``line``) as text; a DataError naming
+    the line and byte offset of the first byte that is not UTF-8 (or of a NUL byte: UTF-16 or binary data)."""
+    nul = raw.find(b"\x00")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        bad = e.start if nul < 0 else min(nul, e.start)
+    else:
+        if nul < 0:
+            return text
+        bad = nul
+    newlines = raw.count(b"\n", 0, bad)
+    what = ("a NUL byte (the file looks UTF-16 or binary, not UTF-8 text)" if bad == nul
+            else f"byte 0x{raw[bad]:02x} is not UTF-8 (the file looks Latin-1/Windows-1252 or UTF-16)")
+    raise DataError(f"{path}: line {line + newlines}, byte offset {offset + bad}: {what}. Fix: {_SAVE_AS_UTF8}.")
+
+
+def _strip_bom(path: Path, head: bytes) -> int:
+    """Length of a UTF-8 byte-order mark at the start of the file (skipped); a DataError for UTF-16/32."""
+    if head.startswith(_UTF16_BOMS):
+        raise DataError(f"{path}: line 1, byte offset 0: the file is UTF-16 or UTF-32 (it starts with a byte-order "
+                        f"mark). Fix: {_SAVE_AS_UTF8}.")
+    return len(_UTF8_BOM) if head.startswith(_UTF8_BOM) else 0
+
+
+def _read_text(path: Path) -> str:
+    """The whole file as text, with the errors of :func:`_decode` (a UTF-8 BOM is dropped)."""
+    data = path.read_bytes()
+    start = _strip_bom(path, data[:4])
+    return _decode(path, data[start:], 1, start)
+
+
+def _read_parquet(path: Path) -> Iterator[_RawRow]:
+    import pyarrow as pa  # lazy: only parquet users pay for it
+    import pyarrow.parquet as pq
+
+    try:
+        # to_pylist gives plain Python lists/dicts (pandas would give numpy arrays for the chat messages).
+        records = pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError, ValueError, NotImplementedError, TypeError, KeyError, IndexError) as e:
+        raise DataError(f"{path}: not a readable parquet file ({_one_line(e)}). Fix: write it again (e.g. "
+                        "pandas DataFrame.to_parquet or datasets' to_parquet); a copy may have been cut short.") from e
+    for i, rec in enumerate(records):
         yield i, None, rec
+
+
+_LINE_RE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+
+
+def _byte_lines(fh: Any) -> Iterator[bytes]:
+    """The lines of a binary file, each with its line break, split where text mode splits them: at ``\\n``,
+    ``\\r\\n`` or a lone ``\\r``. (Binary reads end at ``\\n``, so no ``\\r\\n`` pair is ever cut in two.)"""
+    for chunk in fh:
+        yield from (m.group() for m in _LINE_RE.finditer(chunk))
 
 
 def _read_jsonl(path: Path, report: LoadReport) -> Iterator[_RawRow]:
     row = 0
-    with path.open("r", encoding="utf-8-sig") as fh:
-        for line_no, line in enumerate(fh, start=1):
+    offset = 0
+    with path.open("rb") as fh:
+        for line_no, raw in enumerate(_byte_lines(fh), start=1):
+            # Bytes, decoded line by line: an encoding error names its line and byte offset.
+            start = _strip_bom(path, raw[:4]) if line_no == 1 else 0
+            line = _decode(path, raw[start:], line_no, offset + start)
+            offset += len(raw)
             if not line.strip():
                 report.blank_lines += 1  # blank lines separate nothing in JSONL; count, do not number them
                 continue
@@ -73,6 +144,12 @@ def _read_jsonl(path: Path, report: LoadReport) -> Iterator[_RawRow]:
             except json.JSONDecodeError as e:
                 yield row, line_no, BadRow(path.name, row, "<json>", f"line is not valid JSON ({e.msg} at column "
                                            f"{e.colno})", "write one JSON object per line", line_no)
+            except RecursionError:
+                yield row, line_no, BadRow(path.name, row, "<json>", "line nests JSON too deeply to read",
+                                           "flatten the row: prompts and answers need only a few levels", line_no)
+            except ValueError as e:  # e.g. an integer of more digits than Python converts (4300)
+                yield row, line_no, BadRow(path.name, row, "<json>", f"line holds an unreadable value "
+                                           f"({_one_line(e, 120)})", "store very long numbers as strings", line_no)
             else:
                 if isinstance(rec, dict):
                     yield row, line_no, rec
@@ -84,11 +161,18 @@ def _read_jsonl(path: Path, report: LoadReport) -> Iterator[_RawRow]:
 
 
 def _read_json(path: Path) -> Iterator[_RawRow]:
+    text = _read_text(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}). Fix: a .json file "
                         "must hold one list of objects; for one object per line name it .jsonl.") from e
+    except RecursionError as e:
+        raise DataError(f"{path}: nests JSON too deeply to read. Fix: store a flat list of row objects "
+                        "[{\"prompt\": ..., \"answer\": ...}, ...].") from e
+    except ValueError as e:  # e.g. an integer of more digits than Python converts (4300)
+        raise DataError(f"{path}: holds a value JSON cannot read ({_one_line(e, 120)}). Fix: store very long "
+                        "numbers as strings.") from e
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]  # the common {"data": [...]} wrapper
     if not isinstance(data, list):
@@ -102,29 +186,53 @@ def _read_json(path: Path) -> Iterator[_RawRow]:
                                   "make every list item an object with the prompt and answer fields")
 
 
-def _read_csv(path: Path, delimiter: str) -> Iterator[_RawRow]:
+def _csv_records(path: Path, text: str, delimiter: str) -> List[Tuple[int, List[str]]]:
+    """``(first line, values)`` of every record of ``text``; a DataError naming the line for broken CSV.
+
+    The csv module's field size limit (131,072 characters by default) guards against a stray quote
+    swallowing the file; here the whole text is already in memory, so a long field (a long prompt) is read.
+    """
+    old_limit = csv.field_size_limit()
+    records: List[Tuple[int, List[str]]] = []
+    start_line = 1
+    try:
+        csv.field_size_limit(min(2**31 - 1, max(old_limit, len(text) + 1)))  # a C long on every platform
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        for values in reader:
+            records.append((start_line, values))
+            start_line = reader.line_num + 1
+    except csv.Error as e:
+        raise DataError(f"{path}: line {start_line}: not valid CSV ({_one_line(e, 120)}). Fix: quote fields that "
+                        "contain the delimiter, quotes or line breaks.") from e
+    finally:
+        csv.field_size_limit(old_limit)
+    return records
+
+
+def _read_csv(path: Path, delimiter: str, report: LoadReport) -> Iterator[_RawRow]:
     # The csv module (not pandas) so that every value stays the exact text ("025" keeps its zero) and
     # each row knows its line number, even when quoted fields span several lines.
-    with path.open("r", encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        header = next(reader, None)
-        if header is None:
-            return
-        header = [h.strip() for h in header]
-        row = 0
-        start_line = reader.line_num + 1
-        for values in reader:
-            if not any(v.strip() for v in values):
-                start_line = reader.line_num + 1
-                continue
-            if len(values) != len(header):
-                yield row, start_line, BadRow(path.name, row, "<csv>", f"has {len(values)} values for {len(header)} "
-                                              f"columns {header}", "quote fields that contain the delimiter or "
-                                              "line breaks", start_line)
-            else:
-                yield row, start_line, dict(zip(header, values))
-            row += 1
-            start_line = reader.line_num + 1
+    records = _csv_records(path, _read_text(path), delimiter)
+    if not records:
+        return
+    header = [h.strip() for h in records[0][1]]
+    for k, name in enumerate(header):
+        if name in header[:k]:
+            raise DataError(f"{path}: line 1: column {name!r} appears twice in the header (columns "
+                            f"{header.index(name) + 1} and {k + 1}), so one would silently hide the other. Fix: "
+                            "rename or remove one of them.")
+    row = 0
+    for start_line, values in records[1:]:
+        if not any(v.strip() for v in values):
+            report.blank_lines += 1  # an empty line or a record of empty fields: counted, not numbered
+            continue
+        if len(values) != len(header):
+            yield row, start_line, BadRow(path.name, row, "<csv>", f"has {len(values)} values for {len(header)} "
+                                          f"columns {header}", "quote fields that contain the delimiter or "
+                                          "line breaks", start_line)
+        else:
+            yield row, start_line, dict(zip(header, values))
+        row += 1
 
 
 def _hf_rows(ds: Any, name: str, split: Optional[str]) -> Iterator[_RawRow]:
@@ -174,7 +282,7 @@ def _open(source: Source, fmt: Optional[str], split: Optional[str], report_holde
     if fmt == "json":
         return str(path), fmt, _read_json(path)
     if fmt in ("csv", "tsv"):
-        return str(path), fmt, _read_csv(path, "\t" if fmt == "tsv" else ",")
+        return str(path), fmt, _read_csv(path, "\t" if fmt == "tsv" else ",", report)
     if fmt == "hf":
         import datasets
 
@@ -212,11 +320,22 @@ def _without(rec: Dict[str, Any], dotted: str) -> Dict[str, Any]:
     return out
 
 
+def _not_utf8(text: str) -> bool:
+    """True for text no tokenizer can encode: an unpaired surrogate (``"\\ud800"`` escaped in JSON)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _check_prompt(value: Any) -> Tuple[Optional[PromptLike], str]:
     """(prompt, "") when usable, else (None, what is wrong)."""
     if value is _MISSING or value is None:
         return None, "is missing"
     if isinstance(value, str):
+        if _not_utf8(value):
+            return None, _SURROGATE
         return (value, "") if value.strip() else (None, "is empty")
     if isinstance(value, (list, tuple)):
         if not value:
@@ -230,9 +349,16 @@ def _check_prompt(value: Any) -> Tuple[Optional[PromptLike], str]:
                 return None, f"message {k} has no 'role' string"
             if not isinstance(content, str):
                 return None, f"message {k} has no 'content' string"
+            if role not in CHAT_ROLES:
+                shown = role if len(role) <= 40 else role[:37] + "..."
+                return None, f"message {k} has role {shown!r}; roles are {', '.join(CHAT_ROLES)} (lower case)"
+            if _not_utf8(content):
+                return None, f"message {k} {_SURROGATE}"
             messages.append({"role": role, "content": content})
         if not any(m["content"].strip() for m in messages):
             return None, "has only empty messages"
+        if not any(m["role"] == "user" and m["content"].strip() for m in messages):
+            return None, "has no user message with text (the question would be empty)"
         return messages, ""
     return None, f"has type {type(value).__name__}, expected text or a list of {{role, content}} messages"
 
@@ -245,11 +371,16 @@ def _check_answer(value: Any) -> Tuple[Optional[str], str, bool]:
         return None, "is null", False
     if isinstance(value, str):
         text = value.strip()
+        if _not_utf8(text):
+            return None, _SURROGATE, False
         return (text, "", False) if text else (None, "is empty", False)
     if isinstance(value, bool):  # before int: True is an int, but a boolean answer is almost surely a bug
         return None, f"is a boolean ({value}); write it as the string \"True\"/\"False\"", False
     if isinstance(value, int):
-        return str(value), "", True
+        try:
+            return str(value), "", True
+        except ValueError:  # more digits than Python converts to text (sys.get_int_max_str_digits)
+            return None, "is an integer too long to convert to text", False
     if isinstance(value, float):
         if not math.isfinite(value):
             return None, f"is the number {value}", False
@@ -304,8 +435,11 @@ class _RowConverter:
             raw_source = _get(rec, self.data_source_field)
             if raw_source is _MISSING or raw_source is None:
                 source = ""
-            elif isinstance(raw_source, str):
+            elif isinstance(raw_source, str) and not _not_utf8(raw_source):
                 source = raw_source
+            elif isinstance(raw_source, str):
+                return self._bad(row, line, self.data_source_field, _SURROGATE,
+                                 "store the data source name as plain text, e.g. 'conrl/gsm8k'")
             else:
                 return self._bad(row, line, self.data_source_field, f"has type {type(raw_source).__name__}",
                                  "store the data source name as a string, e.g. 'conrl/gsm8k'")
@@ -322,6 +456,9 @@ class _RowConverter:
             self.report.solutions_reduced += 1
             if several:
                 self.report.multi_answer_rows.append(row)
+        unmatchable = ground_truth_problem(answer, source)
+        if unmatchable is not None:
+            return self._bad(row, line, answer_field, *unmatchable)
         self.report.coerced_answers += int(coerced)
         return PromptExample(prompt=prompt, ground_truth=answer, data_source=source, index=row, extra=extra)
 
@@ -359,15 +496,16 @@ def load_examples(
             ``\\boxed{}`` answer; ``None`` (default) turns it on for rows whose data source is in
             :data:`~clipo.data.answers.SOLUTION_SOURCES` (``conrl/math75``). A solution without a usable box
             is a bad row.
-        on_bad_row: ``"raise"`` (default) raises :class:`DataError` at the first malformed row; ``"skip"``
-            leaves such rows out and lists them in ``report.bad_rows``.
+        on_bad_row: ``"raise"`` (default; ``"error"`` is the same) raises :class:`DataError` at the first
+            malformed row; ``"skip"`` leaves such rows out and lists them in ``report.bad_rows``. Problems of
+            the whole file (not UTF-8, broken parquet, a duplicated CSV column) raise in both modes.
         drop_duplicates: also remove rows repeating an earlier row's prompt and answer (they are always
             counted in ``report.duplicates``).
         split: the split to use when ``source`` holds a ``DatasetDict``.
         limit: read at most this many rows (quick experiments).
     """
-    if on_bad_row not in ("raise", "skip"):
-        raise ValueError(f"on_bad_row must be 'raise' or 'skip', got {on_bad_row!r}")
+    if on_bad_row not in ("raise", "error", "skip"):
+        raise ValueError(f"on_bad_row must be 'raise' (or 'error') or 'skip', got {on_bad_row!r}")
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     holder: List[LoadReport] = []
@@ -390,7 +528,7 @@ def load_examples(
             checked_columns = True
         result = conv.convert(row, line, rec) if isinstance(rec, dict) else rec
         if isinstance(result, BadRow):
-            if on_bad_row == "raise":
+            if on_bad_row != "skip":
                 raise DataError.from_bad_row(result)
             report.bad_rows.append(result)
             continue

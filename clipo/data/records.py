@@ -111,6 +111,8 @@ class LoadReport:
                          "the last box was taken as the ground truth")
         if self.coerced_answers:
             lines.append(f"  {self.coerced_answers} numeric answers converted to strings")
+        if self.blank_lines:
+            lines.append(f"  {self.blank_lines} blank lines (or CSV records of empty fields) skipped, not numbered as rows")
         return "\n".join(lines)
 
     def log(self, log: Optional[logging.Logger] = None) -> None:

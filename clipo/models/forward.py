@@ -11,7 +11,11 @@ P columns and the response right-padded to L columns, so response token o_t sits
   - "mean":     h̄ = Σ_{t<|o|} h(o_t) / |o|                         (zero vector when |o| = 0)
   - "official": h̄ = Σ_{t<|o|−1} h(o_t) / |o|   (CLIPO's sglang patch, docs/algorithms.md#clipo: decode inputs
                 are every response token except the last, divided by |o|; |o| ≤ 1 gives the zero vector,
-                where the official code would crash on an empty list).
+                where the official code would crash on an empty list). Summed in float32: the official
+                positions, not its arithmetic.
+  - "official_bf16": the same positions and arithmetic as the patch: s ← bf16(h(o_0)); s ← bf16(s + bf16(h(o_t)))
+                for t = 1 .. |o|−2 in order (the engine's bf16 running sum, rounded after every token), then
+                bf16(s / |o|), returned as float32. States of a float32 policy are rounded to bf16 first.
 Position ids are `cumsum(attention_mask) − 1`, so each row is computed exactly as its unpadded sequence.
 
 Both outputs come from the same forward pass; the pooled embedding is always detached (CLIPO sends no
@@ -37,7 +41,7 @@ from clipo.models.compat import accepts_logits_to_keep, cache_kwarg, checkpointi
 
 __all__ = ["POOLING_MODES", "ForwardOutput", "plan_micro_batches", "policy_forward", "pool_hidden", "token_logp"]
 
-POOLING_MODES = ("mean", "official")
+POOLING_MODES = ("mean", "official", "official_bf16")
 
 # Float32 elements of logits processed at once by `token_logp`: 2^26 floats = 256 MiB, so a 150k vocab
 # is handled ~440 tokens at a time instead of materialising [N, L, V] in float32.
@@ -287,8 +291,11 @@ def pool_hidden(hidden: torch.Tensor, response_mask: torch.Tensor, pooling: str 
 
     hidden: [m, l, H], row i column t = h(o_t); response_mask: [m, l] right-padded. Returns [m, H].
     "mean": Σ_{t<|o|} h(o_t) / |o|;  "official": Σ_{t<|o|−1} h(o_t) / |o|  (both 0 for an empty response,
-    "official" also 0 for |o| = 1, see the module docstring).
+    "official" also 0 for |o| = 1, see the module docstring); "official_bf16": "official" with the official
+    bf16 running sum (:func:`_official_bf16_pool`).
     """
+    if pooling == "official_bf16":
+        return _official_bf16_pool(hidden, response_mask)
     mask = response_mask.to(torch.float32)  # [m, l]
     count = mask.sum(-1, keepdim=True)  # [m, 1] = |o|
     if pooling == "official":
@@ -299,6 +306,30 @@ def pool_hidden(hidden: torch.Tensor, response_mask: torch.Tensor, pooling: str 
     with _autocast_off(hidden.device):  # under an outer bf16 autocast this einsum (a bmm) would run in bf16
         summed = torch.einsum("mlh,ml->mh", hidden.float(), mask)  # [m, H]
     return summed / count.clamp(min=1.0)
+
+
+def _official_bf16_pool(hidden: torch.Tensor, response_mask: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """The official embedding op for op: a bf16 running sum over o_0 .. o_{|o|−2}, divided by |o| in bf16.
+
+    hidden: [m, l, H]; response_mask: [m, l] right-padded. Returns [m, H] float32 (0 when |o| ≤ 1).
+    s ← 0 (bf16); for each column t in order, s ← s + bf16(h(o_t)) where t < |o|−1, else s + 0 (exact in bf16,
+    so rows of different lengths share the loop); then s / |o| with |o| a Python int, as the patch divides.
+    Columns are cast to bf16 `chunk` at a time so that no [m, l, H] bf16 copy is materialised.
+    """
+    mask = response_mask.bool()
+    keep = mask & F.pad(mask[:, 1:], (0, 1))  # [m, l] all real tokens but the last
+    counts = mask.sum(-1).tolist()  # |o| per row
+    used = int(keep.sum(-1).max()) if keep.numel() else 0  # right-padded: kept tokens are the first columns
+    m, _, width = hidden.shape
+    total = torch.zeros(m, width, dtype=torch.bfloat16, device=hidden.device)
+    with _autocast_off(hidden.device):
+        for lo in range(0, used, chunk):
+            part = hidden[:, lo:min(used, lo + chunk)].to(torch.bfloat16)
+            part = part.masked_fill(~keep[:, lo:lo + part.shape[1], None], 0.0)
+            for t in range(part.shape[1]):
+                total.add_(part[:, t])  # bf16 in, bf16 out: rounded after every token, as the engine's `+=`
+        rows = [total[i] / counts[i] if counts[i] > 1 else torch.zeros_like(total[i]) for i in range(m)]
+    return torch.stack(rows).float() if rows else total.float()
 
 
 def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager:

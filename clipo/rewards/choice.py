@@ -23,9 +23,11 @@ import string
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Sequence, Union
 
+from .extract import find_boxed, strip_thinking, unclosed_thinking
 from .normalize import hedge_words
 
-__all__ = ["ChoiceSpec", "resolve_choices", "parse_gold_letter", "extract_choice", "choice_matches"]
+__all__ = ["ChoiceSpec", "resolve_choices", "parse_gold_letter", "extract_choice", "choice_matches",
+           "stated_choice"]
 
 OptionsArg = Union[int, str, Sequence[str], Mapping[str, str], None]
 
@@ -189,3 +191,62 @@ def choice_matches(content: str, ground_truth: str, spec: ChoiceSpec) -> bool:
         raise ValueError(f"ground truth {ground_truth!r} is not an option letter")
     got = extract_choice(content, spec)
     return got is not None and got.casefold() == gold.casefold()
+
+
+# ------------------------------------------------------------------ unboxed statements of a choice (lenient)
+
+# One option letter as a word: `C`, `(C)`, `**C**`, `(c)`; a lower-case letter only in parentheses, so the
+# article "a" is never read as option (a).
+_LETTER = r"(?:\*\*|__)?(?:\((?P<p>[A-Za-z])\)|(?P<l>[A-Z]))(?:\*\*|__)?"
+_WORD_END = r"(?=[\s.,;:!)*]|$)"
+_STATED_RES = (
+    # "the correct option is C", "The best answer would be (C)", "Answer: C", "final choice = C"
+    re.compile(r"(?i:\b(?:the\s+)?(?:(?:correct|right|best|final|most\s+likely|most\s+appropriate)\s+)?"
+               r"(?:answer|option|choice)\s*(?:is|would\s+be|should\s+be|must\s+be|=|:)\s*[:\-]?\s*"
+               r"(?:option\s+|choice\s+)?)" + _LETTER + _WORD_END),
+    # "C is the correct answer", "Option C is correct", "(C) is right"
+    re.compile(r"(?:^|(?<=[\s,:]))(?i:(?:option|choice)\s+)?" + _LETTER
+               + r"\s+(?i:is\s+(?:the\s+)?(?:correct|right|best)\b)"),
+    # "I choose C", "I'd go with option C", "I will select (C)"
+    re.compile(r"(?i:\bI\s*(?:would\s+|will\s+|'d\s+|'ll\s+)?(?:choose|pick|select|go\s+with)\s+"
+               r"(?:option\s+|choice\s+)?)" + _LETTER + _WORD_END),
+)
+# A second option right after the stated one ("C or D", "C/D", "C and D", "C vs D") makes it a hedge.
+_SECOND_OPTION_RE = re.compile(r"\s*(?:,|/|&|\bor\b|\band\b|\bvs\b\.?)\s*(?i:option\s+)?\(?[A-Za-z]\)?(?![A-Za-z])",
+                               re.I)
+
+
+def stated_choice(response: str) -> Optional[str]:
+    """The option a response names in words without a box (lenient policy), or None.
+
+    Reads the text after the last ``</think>`` (none when the thinking never closed, or when there is a
+    box: boxes take precedence) and takes the last statement of the forms "the (correct|best|final) answer/
+    option/choice is C", "Answer: (C)", "C is the correct answer", "I choose option C". A statement that
+    names a second option right after the first ("C or D", "C/D") is a hedge and gives None.
+    """
+    if unclosed_thinking(response):
+        return None
+    text = strip_thinking(response)
+    if find_boxed(text):
+        return None
+    best: Optional[re.Match] = None
+    for rx in _STATED_RES:
+        for m in rx.finditer(text):
+            if best is None or m.start() > best.start():
+                best = m
+    if best is None or _SECOND_OPTION_RE.match(text, best.end()) or _names_another_option(text, best.end()):
+        return None
+    return best.group("p") or best.group("l")
+
+
+# The rest of a sentence: up to a full stop followed by a space, a line break, "!" or "?".
+_SENTENCE_REST_RE = re.compile(r"(?:[^.!?\n]|\.(?!\s|$))*")
+# Another option letter in it: a lone capital (not the pronoun "I") or a parenthesised letter.
+_OTHER_LETTER_RE = re.compile(r"(?<![A-Za-z\\])(?:[A-HJ-Z]|\([A-Za-z]\))(?![A-Za-z])")
+
+
+def _names_another_option(text: str, start: int) -> bool:
+    """Whether the sentence that states the choice goes on to name another option ("C \\text{ or maybe } A",
+    "C, unless it is B"): a hedge, as in a box."""
+    rest = _SENTENCE_REST_RE.match(text, start).group(0)
+    return _OTHER_LETTER_RE.search(rest) is not None

@@ -7,7 +7,7 @@ import re
 import time
 from typing import List, Optional
 
-from .choice import OptionsArg, choice_matches, parse_gold_letter, resolve_choices
+from .choice import OptionsArg, choice_matches, parse_gold_letter, resolve_choices, stated_choice
 from .extract import extract_candidates, extract_final_answer, find_boxed
 from .limits import GLOBAL_STATS, VerificationTimeout, VerifierStats, time_limit
 from .math_equiv import BOOLEAN_WORDS, answers_match, parse_answer_structure
@@ -122,7 +122,12 @@ def robust_score(response: str, ground_truth: str, *, data_source: Optional[str]
         if reduced is None:
             raise ValueError("the reference solution has no final answer (empty or missing \\boxed{})")
         ground_truth = reduced
+    kind = kind or answer_type(ground_truth, data_source)
     cands = extract_candidates(response, format_policy)
+    stated = stated_choice(response) if kind == "choice" and format_policy == "lenient" else None
+    if stated is not None:
+        # No box, and the closing words name one option ("The correct option is C."): that is the answer.
+        cands = [stated]
     if any(_nested_hedge(c) for c in cands):
         return 0.0
     cands = _unique([_unwrap_box(c) for c in cands])
@@ -130,7 +135,6 @@ def robust_score(response: str, ground_truth: str, *, data_source: Optional[str]
         if stats is not None:
             stats.no_answer += 1
         return 0.0
-    kind = kind or answer_type(ground_truth, data_source)
     if kind == "choice":
         spec = resolve_choices(options, prompt, data_source)
         # Every box must pick the gold option: two different letters are a hedge.
@@ -173,7 +177,9 @@ def score_answer(response: str, ground_truth: str, *, data_source: Optional[str]
         mode: ``"robust"`` (default, for training) or ``"official"`` (the CLIPO paper's scorer, bugs
             included, for numbers comparable to the paper).
         format_policy: ``"strict"`` (only ``\\boxed{}``/``\\fbox{}`` answers count) or ``"lenient"``
-            (also ``#### x``, "The answer is x", "Answer: x" when nothing is boxed). Robust mode only.
+            (also ``#### x``, "The answer is x", "Answer: x" when nothing is boxed; for multiple choice also
+            "The correct option is C", "C is the correct answer", see :func:`clipo.rewards.choice.stated_choice`).
+            Robust mode only. Two different boxed answers score 0 under both (no "last box wins").
         options: multiple choice: option count, letters or texts (see :mod:`clipo.rewards.choice`).
         prompt: the question text; multiple choice reads the option letters from it when ``options`` is
             not given.

@@ -142,6 +142,16 @@ def finish_checkpoint(output_dir: str | Path, step: int, tmp: Path, *, tokenizer
     return final
 
 
+def is_write_fault(error: BaseException) -> bool:
+    """An ``OSError``, or safetensors' own error for one: safetensors writes from Rust and reports a full disk
+    as ``SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")``."""
+    if isinstance(error, OSError):
+        return True
+    from safetensors import SafetensorError  # a dependency of transformers; deferred like the other heavy imports
+
+    return isinstance(error, SafetensorError) and "I/O error" in str(error)
+
+
 class _write_guard:
     """Turn an ``OSError`` while writing checkpoint ``step`` into one :class:`CheckpointWriteError` line, after
     removing the half-written temporary folder."""
@@ -153,12 +163,15 @@ class _write_guard:
         return None
 
     def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> bool:
-        if error is None or not isinstance(error, OSError):
+        if error is None or not is_write_fault(error):
             return False
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
         previous = latest_checkpoint(self.run.root, warn=False)
-        cause = f"{error.strerror} ({error.filename})" if error.strerror and error.filename else (error.strerror or error)
+        if isinstance(error, OSError):
+            cause = f"{error.strerror} ({error.filename})" if error.strerror and error.filename else (error.strerror or error)
+        else:
+            cause = str(error).rsplit("I/O error: ", 1)[-1]
         raise CheckpointWriteError(
             f"could not write checkpoint step {self.step} in {self.run.checkpoints}: {cause}; "
             f"{'the previous checkpoint ' + previous.name + ' is intact' if previous else 'no earlier checkpoint'}"

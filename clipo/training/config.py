@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -119,7 +121,8 @@ class ClipoConfig:
     warmup_steps: int = _f(0, "Steps during which only the head learns (the policy stays frozen).")
     fixed_head: bool = _f(False, "Never update the head (use with head_load_path).")
     head_load_path: str | None = _f(None, "Load the head from this folder (written by ContrastiveHead.save_pretrained).")
-    pooling: str = _f("mean", "Embedding: 'mean' of last-layer states over response tokens, or 'official' (the paper's sglang pooling).")
+    pooling: str = _f("mean", "Embedding: 'mean' of last-layer states over response tokens; 'official' (the paper's sglang positions: every response token but the last, summed in float32, divided by the length); 'official_bf16' (the same positions with the official bf16 running sum, rounded to bf16 after every token).")
+    diagnostics: bool = _f(True, "Log the official run's embedding diagnostics each step (clipo/emb, clipo/head, clipo/pairs, clipo/loss, clipo/reward: cos/L2 of correct/incorrect pairs by batch, group and length quartile); also with CLIPO off (hidden states only).")
 
 
 @dataclass
@@ -134,11 +137,13 @@ class RolloutConfig:
     micro_batch_size: int = _f(64, "Sequences generated at once.")
     eval_temperature: float = _f(0.0, "Temperature for evaluation (0: greedy pass@1).")
     eval_n: int = _f(1, "Samples per prompt at evaluation (avg@k / pass@k when > 1).")
+    eval_top_p: float = _f(1.0, "Nucleus sampling threshold at evaluation (the paper's MATH track: 0.95 at temperature 0.6); ignored when eval_temperature is 0 (greedy).")
 
 
 @dataclass
 class TrainerConfig:
     prompts_per_step: int = _f(8, "Prompts per RL step and process (B); a step trains on B·n rollouts per process.")
+    global_prompts_per_step: int = _f(0, "Prompts per RL step over all processes (verl's data.train_batch_size); when > 0 it replaces prompts_per_step with global_prompts_per_step / processes, which must divide evenly (0: use prompts_per_step).")
     max_steps: int = _f(20, "RL steps to run.")
     lr: float = _f(1e-6, "Policy AdamW learning rate.")
     lr_schedule: str = _f("constant", "'constant', 'linear' (to 0) or 'cosine'; all after lr_warmup_steps of linear warm-up.")
@@ -151,7 +156,7 @@ class TrainerConfig:
     micro_batch_size: int = _f(16, "Sequences per forward/backward (gradient accumulation within a mini-batch).")
     share_prompt_forward: bool = _f(True, "In the teacher-forced forwards, compute each group's prompt once and repeat its KV cache for the group's n rollouts (same log-probs and gradients up to rounding); training micro-batches are then rounded down to whole groups.")
     fuse_on_policy_forward: bool = _f(True, "When an update is exactly on-policy (ppo_epochs=1, mini_batches=1) and the batch fits one micro-batch, reuse the log-prob/embedding forward as the training forward.")
-    num_threads: int = _f(0, "torch CPU threads (0: torch's default). On small CPU models 1 thread can be much faster.")
+    num_threads: int = _f(0, "torch CPU threads: 0 chooses (1 for models under 20M parameters, else the idle physical cores; the choice is printed), -1 keeps torch's default (one per logical CPU), N uses N.")
     output_dir: str = _f("runs/clipo", "Run folder: config, metrics.jsonl, samples, checkpoints, report.")
     resume: bool = _f(False, "Continue from the latest checkpoint in output_dir.")
     overwrite: bool = _f(False, "Start afresh in an output_dir that holds another run: delete that run's files (metrics, checkpoints, final model, ...) first. Without it such a start refuses. Ignored with trainer.resume=true.")
@@ -159,6 +164,7 @@ class TrainerConfig:
     save_every: int = _f(10, "Checkpoint every this many steps (0: only at the end).")
     keep_checkpoints: int = _f(2, "Checkpoints kept (older ones are deleted).")
     eval_every: int = _f(0, "Evaluate on data.eval every this many steps (0: only at the end).")
+    eval_at_start: bool = _f(False, "Also evaluate before the first step, logged as step 0 (verl's val_before_train; not repeated on resume).")
     log_samples: int = _f(4, "Completions written to samples.jsonl per step.")
     embedding_snapshots: int = _f(4, "Save rollout embeddings (head output, correctness, groups) at this many evenly spaced steps, for the report's 2-D projection (0: never).")
     tensorboard: bool = _f(True, "Write a TensorBoard log to output_dir/tensorboard.")
@@ -193,7 +199,7 @@ def resolve_algorithm(config: Config) -> Config:
     """Fill the algorithm knobs left at None from ``algorithm.name``'s preset (in place; returns config)."""
     algo = config.algorithm
     if algo.name not in ALGORITHMS:
-        raise ConfigError(f"algorithm.name: unknown algorithm {algo.name!r}; choose one of {', '.join(ALGORITHMS)}")
+        raise ConfigError(f"algorithm.name: unknown algorithm {_show(algo.name)}; choose one of {', '.join(ALGORITHMS)}")
     for key, value in ALGORITHMS[algo.name].preset.items():
         section = config.reward if key == "incorrect_score" else algo
         if not hasattr(section, key):
@@ -218,10 +224,29 @@ def _help(cls: type, name: str) -> str:
     return next(f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.name == name)
 
 
+_SHOW = reprlib.Repr()
+_SHOW.maxstring = _SHOW.maxother = 80  # a value in a message stays short and on one line, however it was written
+_SHOW.maxlong = 40
+
+
+def _show(value: Any) -> str:
+    """A bounded ``repr`` of a config value for error messages (long texts and deep lists are cut)."""
+    try:
+        return _SHOW.repr(value)
+    except (ValueError, RecursionError):  # an int beyond Python's digit limit, nesting deeper than repr goes
+        return f"<a {type(value).__name__} too large to show>"
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """A library's (multi-line) error text on one line, cut to ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _unknown_key(key: str, choices: list[str]) -> ConfigError:
     close = difflib.get_close_matches(key.split(".")[-1], choices, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(choices)}"
-    return ConfigError(f"unknown config key {key!r}{hint} (run `clipo config` to list every key)")
+    return ConfigError(f"unknown config key {_show(key)}{hint} (run `clipo config` to list every key)")
 
 
 def _coerce(key: str, value: Any, annotation: Any, help_text: str) -> Any:
@@ -244,15 +269,15 @@ def _coerce(key: str, value: Any, annotation: Any, help_text: str) -> Any:
             parts = [part.strip() for part in value.split(",")]
             value = parts if all(parts) else [value]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r} ({help_text})")
+            raise ConfigError(f"{key}: expected a list, got {_show(value)} ({help_text})")
         return [_coerce(f"{key}[{i}]", v, args[0], help_text) for i, v in enumerate(value)]
     if annotation is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r} ({help_text})")
+        raise ConfigError(f"{key}: expected true or false, got {_show(value)} ({help_text})")
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r} ({help_text})")
+            raise ConfigError(f"{key}: expected an integer, got {_show(value)} ({help_text})")
         return value
     if annotation is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
@@ -261,11 +286,17 @@ def _coerce(key: str, value: Any, annotation: Any, help_text: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r} ({help_text})")
-        return float(value)
+            raise ConfigError(f"{key}: expected a number, got {_show(value)} ({help_text})")
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float's range (1e308)
+            number = math.inf
+        if not math.isfinite(number):  # NaN passes every range check (nan < 0 is False) and would train nothing
+            raise ConfigError(f"{key}: expected a finite number, got {_show(value)} ({help_text})")
+        return number
     if annotation is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a string, got {value!r} ({help_text})")
+            raise ConfigError(f"{key}: expected a string, got {_show(value)} ({help_text})")
         return str(value)
     return value
 
@@ -274,7 +305,7 @@ def _apply(config: Config, key: str, value: Any) -> None:
     parts = key.split(".")
     sections = [f.name for f in dataclasses.fields(Config)]
     if len(parts) != 2 or parts[0] not in sections:
-        raise ConfigError(f"config key {key!r} must be 'section.field' with section one of {', '.join(sections)}")
+        raise ConfigError(f"config key {_show(key)} must be 'section.field' with section one of {', '.join(sections)}")
     section_name, name = parts
     section = getattr(config, section_name)
     hints = _section_types(type(section))
@@ -289,21 +320,46 @@ def _flatten(data: dict[str, Any], source: str) -> list[tuple[str, Any]]:
         if values is None:  # an empty section ("clipo:" with nothing under it) keeps the defaults
             continue
         if not isinstance(values, dict):
-            raise ConfigError(f"{source}: top-level key {section!r} must hold a mapping of fields, got {values!r}")
+            raise ConfigError(f"{source}: top-level key {_show(section)} must hold a mapping of fields, got {_show(values)}")
         items.extend((f"{section}.{name}", value) for name, value in values.items())
     return items
+
+
+# Deeper flow nesting ([[[... or {{{...) is no config value, and PyYAML needs time quadratic in the depth to
+# reject it (3000 levels: seconds), so such text is not given to it at all.
+MAX_YAML_DEPTH = 64
+
+
+def _nesting_line(text: str, limit: int = MAX_YAML_DEPTH) -> int:
+    """The 1-based line where ``[``/``{`` nesting first goes deeper than ``limit`` (quotes ignored), or 0."""
+    depth, line = 0, 1
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            if depth > limit:
+                return line
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        elif ch == "\n":
+            line += 1
+    return 0
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """``"trainer.max_steps=5"`` → ``("trainer.max_steps", 5)``; the value is read as a YAML scalar."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like section.field=value (e.g. trainer.max_steps=5)")
+        raise ConfigError(f"override {_show(text)} must look like section.field=value (e.g. trainer.max_steps=5)")
     key, raw = text.split("=", 1)
     if not raw.strip():
         return key.strip(), ""
+    if _nesting_line(raw):
+        return key.strip(), raw
     try:
         return key.strip(), yaml.safe_load(raw)
-    except yaml.YAMLError:  # not a YAML scalar or list (e.g. "," or "a: b: c"): take the text as it is
+    # Not a YAML value: "," or "a: b: c" (YAMLError), a date that does not exist such as 2001-02-30 or an
+    # integer of more than 4300 digits (ValueError), "[[[..." nested past Python's recursion limit. The text
+    # as it is then goes on to the field's type check, which names the key if it is no string either.
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError):
         return key.strip(), raw
 
 
@@ -322,12 +378,38 @@ def resolve_recipe(path: str | Path) -> Path:
     raise ConfigError(f"config file {path} does not exist (shipped recipes you can name instead: {names})")
 
 
+def _read_yaml(path: Path) -> Any:
+    """The YAML document in ``path``; a ConfigError naming the file and the line for anything unreadable."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{path}: line {line}, byte offset {e.start} is not UTF-8; save the file as UTF-8") from e
+    deep = _nesting_line(text)
+    if deep:
+        raise ConfigError(f"{path}: line {deep}: nests lists or mappings too deeply to read (more than "
+                          f"{MAX_YAML_DEPTH} levels); a config needs two levels")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{path}: {where}not valid YAML ({_one_line(problem)}); fix the file (a mapping of "
+                          "sections, e.g. 'trainer:' with indented 'max_steps: 5')") from e
+    except (ValueError, OverflowError) as e:  # a date that does not exist (2001-02-30), a 5000-digit integer
+        raise ConfigError(f"{path}: a value YAML cannot read ({_one_line(str(e))}); quote it to keep it as text") from e
+    except RecursionError as e:
+        raise ConfigError(f"{path}: nests lists or mappings too deeply to read; a config needs two levels") from e
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Build a :class:`Config` from defaults, an optional YAML file, then ``key=value`` overrides; validate it."""
     config = Config()
     if path is not None:
         path = resolve_recipe(path)
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of sections (model:, data:, trainer:, ...)")
         for key, value in _flatten(data, str(path)):
@@ -342,7 +424,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 def _choice(key: str, value: Any, choices: tuple[str, ...] | list[str]) -> None:
     if value not in choices:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+        raise ConfigError(f"{key}: {_show(value)} is not one of {', '.join(map(str, choices))}")
 
 
 def _positive(key: str, value: float, allow_zero: bool = False) -> None:
@@ -355,7 +437,7 @@ def validate(config: Config) -> None:
     a, c, r, t = config.algorithm, config.clipo, config.rollout, config.trainer
     _choice("model.dtype", config.model.dtype, ("float32", "bfloat16", "float16"))
     if config.model.use_chat_template not in (True, False, "auto"):
-        raise ConfigError(f"model.use_chat_template: expected auto, true or false, got {config.model.use_chat_template!r}")
+        raise ConfigError(f"model.use_chat_template: expected auto, true or false, got {_show(config.model.use_chat_template)}")
     _choice("data.on_bad_row", config.data.on_bad_row, ("raise", "skip"))
     _choice("reward.mode", config.reward.mode, ("robust", "official"))
     _choice("reward.format_policy", config.reward.format_policy, ("strict", "lenient"))
@@ -386,13 +468,17 @@ def validate(config: Config) -> None:
                        ("trainer.grad_clip", t.grad_clip), ("reward.timeout_s", config.reward.timeout_s),
                        ("algorithm.eps_low", a.eps_low), ("algorithm.eps_high", a.eps_high), ("rollout.top_k", r.top_k),
                        ("rollout.eval_temperature", r.eval_temperature), ("clipo.head_lr", c.head_lr),
-                       ("trainer.lr_warmup_steps", t.lr_warmup_steps), ("trainer.num_threads", t.num_threads),
+                       ("trainer.lr_warmup_steps", t.lr_warmup_steps),
                        ("data.max_prompt_tokens", config.data.max_prompt_tokens)]:
         _positive(key, value, allow_zero=True)
     if not 0 <= config.reward.max_error_rate <= 1:
         raise ConfigError(f"reward.max_error_rate: must be in [0, 1] (1: never stop), got {config.reward.max_error_rate}")
-    if not 0 < r.top_p <= 1:
-        raise ConfigError(f"rollout.top_p: must be in (0, 1], got {r.top_p}")
+    for key, value in [("rollout.top_p", r.top_p), ("rollout.eval_top_p", r.eval_top_p)]:
+        if not 0 < value <= 1:
+            raise ConfigError(f"{key}: must be in (0, 1], got {value}")
+    _positive("trainer.global_prompts_per_step", t.global_prompts_per_step, allow_zero=True)
+    if t.num_threads < -1:
+        raise ConfigError(f"trainer.num_threads: must be -1 (torch's default), 0 (choose) or a count, got {t.num_threads}")
     if a.dual_clip and a.dual_clip <= 1:
         raise ConfigError(f"algorithm.dual_clip: must be > 1 (or 0 to disable), got {a.dual_clip}")
     if t.mini_batches > t.prompts_per_step:

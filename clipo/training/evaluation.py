@@ -3,7 +3,7 @@ loop, and for ``clipo eval`` through :mod:`clipo.apps.evaluate`)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -22,7 +22,11 @@ def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
 
 @dataclass
 class EvalResult:
-    """Per-dataset scores: ``accuracy`` is avg@k (pass@1 when k = 1 greedy); ``pass_at_k`` the unbiased pass@k."""
+    """Per-dataset scores: ``accuracy`` is avg@k (pass@1 when k = 1 greedy); ``pass_at_k`` the unbiased pass@k.
+
+    ``problems`` holds one :class:`clipo.training.run_folder.EvalProblemRecord` (without ``step``) per problem, in
+    order: ``correct`` of ``n`` samples, ``score = correct / n``; their mean is ``accuracy``. Not in ``as_dict``.
+    """
 
     name: str
     num_prompts: int
@@ -31,6 +35,7 @@ class EvalResult:
     pass_at_k: float
     mean_response_tokens: float
     truncation_rate: float
+    problems: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, float]:
         return {"num_prompts": self.num_prompts, "samples_per_prompt": self.samples_per_prompt,
@@ -77,9 +82,12 @@ def evaluate_dataset(
     num = len(correct_counts)
     accuracy = sum(correct_counts) / (num * n) if num else float("nan")
     pass_k = sum(pass_at_k(n, c, n) for c in correct_counts) / num if num else float("nan")
+    # Per problem, for paired comparisons of runs (clipo compare bootstraps over problems).
+    problems = [{"set": name, "problem": position, "index": example.index, "correct": c, "n": n, "score": c / n}
+                for position, (example, c) in enumerate(zip(examples, correct_counts))]
     result = EvalResult(name, num, n, accuracy, pass_k,
                         float(torch.tensor(lengths, dtype=torch.float32).mean()) if lengths else 0.0,
-                        sum(truncated) / len(truncated) if truncated else 0.0)
+                        sum(truncated) / len(truncated) if truncated else 0.0, problems)
     return result, records
 
 
@@ -109,7 +117,8 @@ def evaluate_all(config: Any, datasets: dict[str, Any], engine: Any, *, seed: in
         result, scored = evaluate_dataset(
             name, examples, engine=engine, render=render,
             score=lambda texts, exs: score_responses(config, texts, exs)[0],
-            sampling=sampling_params(config, n=r.eval_n, temperature=r.eval_temperature, seed=seed),
+            sampling=sampling_params(config, n=r.eval_n, temperature=r.eval_temperature, top_p=r.eval_top_p,
+                                     seed=seed),
             batch_size=max(1, r.micro_batch_size // max(1, r.eval_n)))
         results.append(result)
         if records is not None:

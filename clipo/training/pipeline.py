@@ -23,6 +23,25 @@ def render_fn(config: Config, tokenizer: Any):
     return render
 
 
+def per_process_prompts(config: Config, world_size: int) -> int:
+    """Prompts per step on each process: ``trainer.prompts_per_step``, or ``global_prompts_per_step / world_size``
+    when a global batch is set (verl's ``data.train_batch_size`` counts all processes, clipo's B counts one)."""
+    t = config.trainer
+    if not t.global_prompts_per_step:
+        per_process = t.prompts_per_step
+    elif t.global_prompts_per_step % world_size:
+        raise ConfigError(
+            f"trainer.global_prompts_per_step={t.global_prompts_per_step} does not divide over {world_size} processes; "
+            f"use a multiple of {world_size}")
+    else:
+        per_process = t.global_prompts_per_step // world_size
+    if t.mini_batches > per_process:
+        raise ConfigError(
+            f"trainer.mini_batches={t.mini_batches} exceeds the {per_process} prompts per step and process; mini-batches "
+            "split whole prompt groups, so use at most one per prompt")
+    return per_process
+
+
 def prompt_lengths(config: Config, tokenizer: Any, examples: Sequence[Any], *, chunk: int = 1024) -> list[int]:
     """Each example's prompt length in tokens, as the rollout engine sees it: rendered by :func:`render_fn`
     (chat template, system prompt) and tokenized without special tokens (``clipo.rollout.hf`` does the same)."""
@@ -86,11 +105,13 @@ def prepare_train_data(config: Config, tokenizer: Any, train_data: PromptDataset
     return train_data, stats
 
 
-def sampling_params(config: Config, *, n: int, temperature: float, seed: int | None) -> SamplingParams:
-    """:class:`clipo.rollout.SamplingParams` from ``config.rollout`` with the given group size and temperature."""
+def sampling_params(config: Config, *, n: int, temperature: float, seed: int | None,
+                    top_p: float | None = None) -> SamplingParams:
+    """:class:`clipo.rollout.SamplingParams` from ``config.rollout`` with the given group size and temperature
+    (and ``top_p``: ``rollout.top_p`` when None)."""
     r = config.rollout
-    return SamplingParams(n=n, max_new_tokens=r.max_new_tokens, temperature=temperature, top_p=r.top_p,
-                          top_k=r.top_k, stop=tuple(r.stop), seed=seed)
+    return SamplingParams(n=n, max_new_tokens=r.max_new_tokens, temperature=temperature,
+                          top_p=r.top_p if top_p is None else top_p, top_k=r.top_k, stop=tuple(r.stop), seed=seed)
 
 
 def score_responses(config: Config, responses: Sequence[str], examples: Sequence[Any]) -> tuple[list[float], dict[str, Any]]:

@@ -11,6 +11,7 @@ helpers below, so a file name or a record shape is spelled here and nowhere else
     metrics.jsonl               one MetricsRow per step:   {"step": int, "<group>/<metric>": float | null, ...}
     samples.jsonl               SampleRecord lines:        {"step", "group", "prompt", "ground_truth", "response", ...}
     eval.jsonl                  one EvalRecord per eval:   {"step": int, "results": {dataset: {metric: value}}}
+    eval_problems.jsonl         one EvalProblemRecord per problem and eval: {"step", "set", "problem", "index", "correct", "n", "score"}
     summary.json                free-form JSON object (the demo: X_before / X_after, timings), indent 2
     embeddings/step_XXXXXX.pt   an EmbeddingSnapshot (torch.save of a dict of tensors), see SNAPSHOT_KEYS
     checkpoints/step_XXXXXX/    policy/ (save_pretrained), head/, trainer_state.pt, run_id (the run that wrote it)
@@ -18,6 +19,8 @@ helpers below, so a file name or a record shape is spelled here and nowhere else
     final/                      the trained policy and tokenizer (save_pretrained); final/contrastive_head/
     tensorboard/                TensorBoard event files
     report/                     what ``clipo report`` writes (report.md and PNGs)
+    final/eval_results.json     what ``clipo eval RUN_DIR`` writes: {dataset: {metric: value}}; beside it samples.jsonl
+                                (its scored completions) and eval_problems.jsonl (see eval_output_files)
 
 Why one owner: the format is a contract between a writer that runs for hours and readers that run later or
 alongside it (the report can be made while training runs). Writes that replace a whole file (summary, the
@@ -43,6 +46,7 @@ __all__ = [
     "RunFolder", "MetricsRow", "SampleRecord", "EvalRecord", "EmbeddingSnapshot", "SNAPSHOT_KEYS",
     "CHECKPOINT_POLICY", "CHECKPOINT_SHARDED", "CHECKPOINT_HEAD", "CHECKPOINT_STATE", "LATEST", "FINAL_HEAD",
     "CHECKPOINT_RUN_ID", "read_jsonl", "append_jsonl", "truncate_jsonl", "write_text_atomic", "step_of",
+    "EvalProblemRecord", "EVAL_PROBLEMS", "EVAL_RESULTS", "eval_output_files",
 ]
 
 # ---------------------------------------------------------------------------------------------- names
@@ -53,6 +57,9 @@ CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 SAMPLES = "samples.jsonl"
 EVALS = "eval.jsonl"
+EVAL_PROBLEMS = "eval_problems.jsonl"
+#: What ``clipo eval`` writes when not told where: RUN_DIR/final/eval_results.json, else ./eval_results.json.
+EVAL_RESULTS = "eval_results.json"
 SUMMARY = "summary.json"
 EMBEDDINGS = "embeddings"
 CHECKPOINTS = "checkpoints"
@@ -123,6 +130,25 @@ class EvalRecord(TypedDict):
     results: dict[str, dict[str, Any]]
 
 
+class EvalProblemRecord(TypedDict):
+    """One line of ``eval_problems.jsonl``: one problem of one eval set at one evaluation.
+
+    ``score`` is ``correct / n``, the problem's share of correct samples (0 or 1 for greedy pass@1), so the mean of
+    a set's scores is its ``accuracy`` in ``eval.jsonl``. ``problem`` is the 0-based position in the evaluated
+    list (after ``data.max_eval_examples``), ``index`` the row in the source file. ``step`` is the training step
+    (None for ``clipo eval``, which scores one model). A resumed run may write a step's evaluation again: readers
+    keep the last line of each (step, set, problem).
+    """
+
+    step: int | None
+    set: str
+    problem: int
+    index: int
+    correct: int
+    n: int
+    score: float
+
+
 class EmbeddingSnapshot(TypedDict, total=False):
     """The dict saved in ``embeddings/step_XXXXXX.pt`` (N rollouts of one step, H hidden size, D head size).
 
@@ -188,6 +214,15 @@ class RunFolder:
         return self.root / EVALS
 
     @property
+    def eval_problems(self) -> Path:
+        return self.root / EVAL_PROBLEMS
+
+    @property
+    def final_eval_results(self) -> Path:
+        """Where ``clipo eval RUN_DIR`` writes its results (its per-problem file: see eval_output_files)."""
+        return self.final / EVAL_RESULTS
+
+    @property
     def summary(self) -> Path:
         return self.root / SUMMARY
 
@@ -208,9 +243,10 @@ class RunFolder:
         return self.final / FINAL_HEAD
 
     @property
-    def jsonl_logs(self) -> tuple[Path, Path, Path]:
-        """The per-step logs (metrics, samples, evals): cleared on a fresh start, cut back to the checkpoint on resume."""
-        return self.metrics, self.samples, self.evals
+    def jsonl_logs(self) -> tuple[Path, Path, Path, Path]:
+        """The per-step logs (metrics, samples, evals, per-problem eval scores): cleared on a fresh start, cut back
+        to the checkpoint on resume."""
+        return self.metrics, self.samples, self.evals, self.eval_problems
 
     # -- embedding snapshots
     @property
@@ -337,6 +373,21 @@ class RunFolder:
             return {}
         loaded = json.loads(self.summary.read_text())
         return loaded if isinstance(loaded, dict) else {"value": loaded}
+
+
+# ---------------------------------------------------------------------------------------------- clipo eval output
+
+
+def eval_output_files(output: str | Path) -> tuple[Path, Path]:
+    """The scored completions and the per-problem scores that ``clipo eval`` writes beside its results ``output``.
+
+    ``.../eval_results.json`` -> ``.../samples.jsonl``, ``.../eval_problems.jsonl``; any other name ``X.json`` ->
+    ``X.samples.jsonl``, ``X.eval_problems.jsonl`` (so several outputs can share a folder).
+    """
+    output = Path(output)
+    if output.name == EVAL_RESULTS:
+        return output.with_name(SAMPLES), output.with_name(EVAL_PROBLEMS)
+    return output.with_name(f"{output.stem}.{SAMPLES}"), output.with_name(f"{output.stem}.{EVAL_PROBLEMS}")
 
 
 # ---------------------------------------------------------------------------------------------- file helpers

@@ -3,6 +3,7 @@ the algorithm knobs read from the config, deterministic seeds, the learning-rate
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from torch import Tensor
 
 from clipo.core.algorithms import AlgorithmKnobs
+from clipo.core.contrastive import embedding_diagnostics
 from clipo.core.ops import masked_mean
 from clipo.training.config import Config
 from clipo.training.run_folder import EmbeddingSnapshot, SampleRecord
@@ -55,6 +57,25 @@ def batch_metrics(batch: StepBatch) -> dict[str, Tensor]:
         "response/truncated_rate": batch.rollouts.truncated.float().mean(),
         "actor/entropy": masked_mean(batch.entropy.cpu(), mask),
     }
+
+
+def step_diagnostics(pooled: Tensor, correct: Tensor, group_ids: Tensor, lengths: Tensor,
+                     head_out: Tensor | None = None, head_result: Any = None) -> dict[str, float]:
+    """The official run's embedding diagnostics of one step (``clipo.diagnostics``; names and formulas in
+    :mod:`clipo.core.contrastive.diagnostics`), with their cost as ``time/diagnostics_s``.
+
+    pooled [N, H], correct [N], group_ids [N], lengths [N]: the (gathered) batch the head step saw.
+    head_out [N, D]: the head's outputs *before* its update (the official run logs the outputs of the forward
+    its loss came from), or None with CLIPO off; head_result: that step's
+    :class:`clipo.training.head.HeadStepResult` (per-rollout loss and reward), or None.
+    """
+    start = time.perf_counter()
+    out = embedding_diagnostics(
+        pooled, correct.bool(), group_ids, lengths.to(pooled.device), head_out=head_out,
+        losses=head_result.per_rollout_loss if head_result is not None else None,
+        rewards=head_result.rewards if head_result is not None else None)
+    out["time/diagnostics_s"] = time.perf_counter() - start
+    return out
 
 
 def algorithm_knobs(config: Config) -> AlgorithmKnobs:

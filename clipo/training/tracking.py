@@ -41,7 +41,7 @@ class MetricsLogger:
         if not enabled:  # a non-main data-parallel process: metrics are written by the main one
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.metrics_path, self.samples_path, self.eval_path = self.run.jsonl_logs
+        self.metrics_path, self.samples_path, self.eval_path, _ = self.run.jsonl_logs
         for path in self.run.jsonl_logs:
             if resume_step is None:
                 path.unlink(missing_ok=True)

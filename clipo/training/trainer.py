@@ -63,9 +63,16 @@ from clipo.training.distributed import (
 from clipo.training.evaluation import evaluate_all
 from clipo.training.head import build_head_trainer
 from clipo.training.parallel import full_weights, gradient_sync, is_sharded, resolve_mode, wrap_policy
-from clipo.training.pipeline import check_reward_errors, prepare_train_data, render_fn, sampling_params, score_responses
+from clipo.training.pipeline import (
+    check_reward_errors,
+    per_process_prompts,
+    prepare_train_data,
+    render_fn,
+    sampling_params,
+    score_responses,
+)
 from clipo.training.precision import autocast_context, prepare_master_weights
-from clipo.training.run_folder import RunFolder, SampleRecord
+from clipo.training.run_folder import RunFolder, SampleRecord, append_jsonl
 from clipo.training.run_safety import RunClaim, claim_run_folder
 from clipo.training.signals import Preempted, PreemptionGuard
 from clipo.training.step import (
@@ -77,7 +84,9 @@ from clipo.training.step import (
     lr_factor,
     sample_records,
     snapshot_schedule,
+    step_diagnostics,
 )
+from clipo.training.threads import set_threads
 from clipo.training.tracking import MetricsLogger
 
 
@@ -107,9 +116,11 @@ class RLTrainer:
         # Data parallel: each process trains on its own B prompts; see clipo.training.distributed.
         self.rank, self.world_size = self.accelerator.process_index, self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
+        # A global batch (verl's train_batch_size) becomes this process's share; the rest of the code reads B per process.
+        t.prompts_per_step = per_process_prompts(config, self.world_size)
         torch.manual_seed(t.seed)
-        if t.num_threads > 0:
-            torch.set_num_threads(t.num_threads)
+        set_threads(t.num_threads, sum(p.numel() for p in model.parameters()),
+                    announce=self.is_main and self.device.type == "cpu")
 
         self.model = model.to(self.device)
         prepare_master_weights(self.model, t.precision)  # fp32 master weights under bf16-mixed; warns for 16-bit ones
@@ -288,17 +299,25 @@ class RLTrainer:
             ref_logp = self._forward(self.reference, rollouts).logp
         # 7. CLIPO: one head step; the reward comes from the pre-update head's losses.
         contrastive = torch.zeros_like(scores)
-        if self.head_trainer is not None:
-            start = time.perf_counter()
-            generator = torch.Generator(device="cpu").manual_seed(derive_seed(c.trainer.seed, self.step, 1_000_003))
+        head_out = result = None
+        if self.head_trainer is not None or c.clipo.diagnostics:
             # Every process takes the same head step on the gathered global batch (identity on one process).
             pooled, own = all_gather_rows(forward.pooled)
             all_correct = all_gather_rows(correct.long().to(self.device))[0].bool()  # gloo gathers no bools
             all_groups, _ = all_gather_rows(global_group_ids(rollouts.group_ids).to(self.device))
+        if self.head_trainer is not None:
+            start = time.perf_counter()
+            generator = torch.Generator(device="cpu").manual_seed(derive_seed(c.trainer.seed, self.step, 1_000_003))
+            if c.clipo.diagnostics:  # the pre-update head's outputs: the official run logs those of its loss forward
+                with torch.no_grad():
+                    head_out = self.head_trainer.head(pooled)
             result = self.head_trainer.step(pooled, all_correct, all_groups, generator=generator)
             contrastive = result.rewards[own].cpu()
             metrics.update(result.metrics)
             metrics["time/head_s"] = torch.tensor(time.perf_counter() - start)
+        if c.clipo.diagnostics:  # cos/L2 of correct/incorrect pairs, per-label loss (clipo.training.step)
+            all_lengths, _ = all_gather_rows(rollouts.response_lengths.to(self.device))
+            metrics.update(step_diagnostics(pooled, all_correct, all_groups, all_lengths, head_out, result))
         # 8. The algorithm's advantages on the total reward (group-relative, or leave-one-out for RLOO).
         rewards = shaped + overlong + contrastive
         advantages = self.algorithm.advantage(rewards, rollouts.group_ids, self.knobs)
@@ -449,6 +468,9 @@ class RLTrainer:
         seed = derive_seed(self.config.trainer.seed, self.step, 3_000_017)
         with self._autocast():
             results = evaluate_all(self.config, self.eval_data, self.engine, seed=seed)
+        if self.is_main:  # per-problem scores, for `clipo compare` (paired bootstrap over problems)
+            append_jsonl(RunFolder(self.output_dir).eval_problems,
+                         [{"step": self.step, **p} for r in results for p in r.problems])
         return {r.name: r.as_dict() for r in results}
 
     # ------------------------------------------------------------------------------------------ checkpoints
@@ -536,6 +558,8 @@ class RLTrainer:
         last: dict[str, float] = {}
         saved_step = self.step if resumed else None
         try:
+            if t.eval_at_start and self.eval_data and self.step == 0 and not resumed:
+                self.logger.log_eval(0, self._evaluate_on_main())  # verl's val_before_train: the base model's scores
             while self.step < t.max_steps:
                 metrics = self.train_step()
                 last = self.logger.log(self.step, metrics)

@@ -35,7 +35,7 @@ def test_paths_keep_the_on_disk_names(tmp_path):
     assert run.checkpoint(12) == tmp_path / "checkpoints" / "step_000012"
     assert run.latest_pointer == tmp_path / "checkpoints" / "latest"
     assert run.checkpoint_tmp(3).parent == run.checkpoints and run.checkpoint_tmp(3).name.startswith(".tmp_step_000003_")
-    assert run.jsonl_logs == (run.metrics, run.samples, run.evals)
+    assert run.jsonl_logs == (run.metrics, run.samples, run.evals, run.eval_problems)
     assert (rf.CHECKPOINT_POLICY, rf.CHECKPOINT_HEAD, rf.CHECKPOINT_STATE) == ("policy", "head", "trainer_state.pt")
     assert rf.step_of(run.embedding_snapshot(42)) == 42 and rf.step_of("latest") is None
     assert not any(tmp_path.iterdir())  # nothing is created by asking for paths
@@ -122,7 +122,7 @@ def test_jsonl_helpers(tmp_path):
 #: Literals that name a run-folder file or folder. Only clipo/training/run_folder.py may spell them in code.
 RUN_FOLDER_NAMES = {"config.yaml", "metrics.jsonl", "samples.jsonl", "eval.jsonl", "summary.json", "embeddings",
                     "checkpoints", "final", "tensorboard", "latest", "trainer_state.pt", "contrastive_head", "sharded",
-                    "run.json", ".lock"}
+                    "run.json", ".lock", "eval_problems.jsonl", "eval_results.json"}
 #: Known spellings outside run_folder.py still to be moved onto RunFolder: (file, literal).
 KNOWN_ELSEWHERE: set[tuple[str, str]] = set()  # (file, name) pairs allowed to spell a run-folder name
 

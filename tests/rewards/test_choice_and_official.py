@@ -59,7 +59,8 @@ def test_resolve_choices_sources():
         resolve_choices(options=0)
 
 
-# The official scorer must reproduce the paper's numbers, bugs included (data README).
+# The official scorer must reproduce the paper's numbers, bugs included. Expected values are the real
+# scorer's outputs (run outside this project; see tests/fixtures/README.md).
 OFFICIAL = [
     (r"\boxed{C}", "C", "conrl/mmlu2k", 1.0),
     (r"\boxed{C. five}", "C", "conrl/mmlu2k", 1.0),  # split('.')[0]
@@ -78,7 +79,7 @@ OFFICIAL = [
     (r"\boxed{2125}", "2,125", "conrl/gsm8k", 1.0),  # commas are stripped from numbers
     (r"\boxed{\dfrac{1}{2}}", "0.5", "conrl/math", 1.0),  # Hendrycks normalisation
     (r"\boxed{x = 5}", "5", "conrl/math", 1.0),  # short `x =` prefix dropped
-    (r"\boxed{45.0}", "45", "conrl/gsm8k", 0.0),  # integer gold needs an integer string
+    (r"\boxed{45.0}", "45", "conrl/gsm8k", 1.0),  # a float equal to an integer is that integer
     (r"<think>\boxed{5}</think>\boxed{18}", "18", "conrl/gsm8k", 1.0),  # text after </think>
     (r"\boxed{18} \boxed{5}", "18", "conrl/gsm8k", 0.0),  # only the last box counts
 ]

@@ -59,16 +59,16 @@ CHOICE_HEDGES = {
     "option list": r"\boxed{{{ALL}}}",
 }
 
-# What official mode (the paper's scorer) gives on the hedges above for the sampled rows: how many of them it
-# scores 1, per template. Recorded, not a goal: official mode must stay the paper's.
+# What the paper's real scorer gives on the hedges above for the sampled rows: how many of them it scores 1, per
+# template (counted by running the official code outside this project on these exact responses; see
+# tests/fixtures/README.md). Not a goal: official mode must stay the paper's.
 OFFICIAL_ONES = {
-    "math": {"or maybe": 72, "is wrong": 72, "nested box": 78, "approx": 20, "vs": 1, "OR": 1, "probably not": 1,
-             "question mark": 0, "either or (text)": 0, "hidden in text": 1, "false equation": 7,
-             "bracketed alternative": 0, "two answers": 0, "unless": 73},
+    "math": {"or maybe": 77, "is wrong": 77, "nested box": 78, "approx": 0, "vs": 0, "OR": 0, "probably not": 0,
+             "question mark": 0, "either or (text)": 0, "hidden in text": 0, "false equation": 10,
+             "bracketed alternative": 0, "two answers": 0, "unless": 77},
     "choice": {"vs": 0, "OR": 0, "or maybe": 0, "nested box": 18, "neq": 0, "bracketed alternative": 0,
                "question mark": 0, "option letters": 0, "option list": 0},
 }
-
 
 def _load(shared_data: Path) -> List[dict]:
     import pyarrow.parquet as pq
@@ -181,7 +181,7 @@ def test_official_mode_keeps_the_papers_behaviour():
         OFFICIAL_EXAMPLES["vs"]
 
 
-OFFICIAL_EXAMPLES = {"or maybe": 1.0, "near-equal": 0.0, "vs": 0.0}
+OFFICIAL_EXAMPLES = {"or maybe": 1.0, "near-equal": 1.0, "vs": 0.0}  # the real scorer's outputs
 
 
 # ------------------------------------------------------------------------------------------ (b) legitimate

@@ -10,7 +10,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from transformers import AutoModelForCausalLM
@@ -20,7 +20,7 @@ from clipo.models.tiny import build_tiny_model, build_tiny_tokenizer
 from clipo.rollout import SamplingParams, make_engine
 from clipo.training.config import Config, ConfigError
 
-TASK_VERSION = 1
+TASK_VERSION = 2  # 2: the warm-start bisects back to the first step at its target
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,12 @@ class WarmStartSpec:
     sloppy_rate: float = 0.3  # share of demonstrations with a wrong tens digit (right answer, wrong reasoning)
     num_problems: int = 6000
     seed: int = 0
+
+    def parameters(self, vocab: int = 64) -> int:
+        """About how many parameters the model has (attention, MLP, untied embeddings), to size its thread count."""
+        h = self.hidden_size
+        kv = h * self.kv_heads // self.heads
+        return self.num_layers * (2 * h * h + 2 * h * kv + 3 * h * self.intermediate) + 2 * vocab * h
 
     def key(self) -> str:
         payload = json.dumps({"task": TASK_VERSION, **asdict(self)}, sort_keys=True)
@@ -90,12 +96,34 @@ def validation_accuracy(model: Any, tokenizer: Any, *, count: int = 100, seed: i
     return sum(check_process(p, t).answer_correct for p, t in zip(problems, batch.response_texts)) / count
 
 
+def first_step_at_target(low: int, high: int, accuracy_at: Callable[[int], float], target: float,
+                         high_accuracy: float) -> tuple[int, float]:
+    """The step where accuracy crosses ``target`` between two checks, by bisection.
+
+    Given ``accuracy_at(low) < target <= accuracy_at(high) = high_accuracy`` (both already measured), returns
+    ``(k, accuracy_at(k))``
+    with ``low < k <= high``, ``accuracy_at(k) >= target`` and ``accuracy_at(k - 1) < target``: a step where the
+    curve crosses the target (the first one when accuracy rises monotonically), in ⌈log2(high − low)⌉ evaluations.
+    The overshoot past the target is then at most one step's change, not ``high − low`` steps' worth."""
+    best = high_accuracy
+    while high - low > 1:
+        middle = (low + high) // 2
+        accuracy = accuracy_at(middle)
+        if accuracy >= target:
+            high, best = middle, accuracy
+        else:
+            low = middle
+    return high, best
+
+
 def warm_start(spec: WarmStartSpec, *, log: Any = print) -> tuple[Any, Any]:
     """Build the tiny model and fine-tune it on demonstrations (AdamW, linear warm-up then constant LR).
 
-    Training stops as soon as greedy validation accuracy reaches ``target_accuracy`` (checked every
-    ``check_every`` steps after ``min_sft_steps``): the demo wants a model that already follows the format
-    and is right about half the time, so that RL has something to improve. Returns (model, tokenizer)."""
+    The demo wants a model that already follows the format and is right about ``target_accuracy`` of the time,
+    so that RL has something to improve. Greedy validation accuracy is checked every ``check_every`` steps after
+    ``min_sft_steps``; accuracy can jump by tens of points between two checks, so the weights of the steps since
+    the last check are kept and, once a check reaches the target, :func:`first_step_at_target` bisects back to
+    the step where it was crossed (deterministic: same seeds, same step). Returns (model, tokenizer)."""
     tokenizer = demo_tokenizer()
     model = build_tiny_model(tokenizer, hidden_size=spec.hidden_size, num_layers=spec.num_layers, heads=spec.heads,
                              kv_heads=spec.kv_heads, intermediate=spec.intermediate, seed=spec.seed)
@@ -105,6 +133,13 @@ def warm_start(spec: WarmStartSpec, *, log: Any = print) -> tuple[Any, Any]:
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 20))
     model.train()
     start = time.perf_counter()
+    last_check: int | None = None  # the step of the last check, which was below the target
+    weights: dict[int, dict[str, torch.Tensor]] = {}  # step -> weights, for the steps since that check
+
+    def accuracy_at(step: int) -> float:
+        model.load_state_dict(weights[step])
+        return validation_accuracy(model, tokenizer)
+
     for step in range(spec.max_sft_steps):
         ids, attention, labels = _sft_batch(tokenizer, [problems[rng.randrange(len(problems))] for _ in range(spec.batch_size)], rng, spec)
         loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
@@ -114,14 +149,23 @@ def warm_start(spec: WarmStartSpec, *, log: Any = print) -> tuple[Any, Any]:
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
+        if last_check is not None:  # a step the bisection may come back to
+            weights[done] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if done >= spec.min_sft_steps and done % spec.check_every == 0:
             model.eval()
             accuracy = validation_accuracy(model, tokenizer)
-            model.train()
             log(f"  warm-start step {done}  loss {loss.item():.3f}  validation accuracy {100 * accuracy:.0f}%  "
                 f"({time.perf_counter() - start:.0f}s)")
             if accuracy >= spec.target_accuracy:
+                if last_check is not None and done - last_check > 1:
+                    crossed, accuracy = first_step_at_target(last_check, done, accuracy_at, spec.target_accuracy,
+                                                             accuracy)
+                    model.load_state_dict(weights[crossed])
+                    log(f"  warm-start: the target was crossed at step {crossed} (validation accuracy "
+                        f"{100 * accuracy:.0f}%); keeping that step's weights")
                 break
+            model.train()
+            last_check, weights = done, {}
     model.eval()
     return model, tokenizer
 

@@ -26,7 +26,7 @@ from clipo.apps.report.numerics import (
 )
 from clipo.apps.report.read import RunData, eval_metric_name
 
-__all__ = ["FIGURE_BUILDERS", "FIGURE_TITLES", "HEALTH_PANELS"]
+__all__ = ["FIGURE_BUILDERS", "FIGURE_CAPTIONS", "FIGURE_TITLES", "HEALTH_PANELS"]
 
 DPI = 120
 MAX_PCA_PANELS = 12
@@ -42,6 +42,17 @@ FIGURE_TITLES = {
     "embedding_separation": "Embedding separation",
     "embeddings_pca": "2-D projection of rollout embeddings",
     "training_health": "Training health",
+    "embedding_diagnostics": "Embedding diagnostics (the official CLIPO run's pair statistics)",
+}
+
+#: One line under a figure in ``report.md``, for figures whose keys need explaining.
+FIGURE_CAPTIONS = {
+    "embedding_diagnostics": (
+        "Mean cosine similarity over pairs of rollouts (i ≠ j): both correct (cc), one correct and one incorrect "
+        "(ci), both incorrect (ii); over the whole batch and within each prompt's group; last column: pairs in "
+        "the same response-length quartile. Top row: pooled hidden states (`clipo/emb/…`); bottom row: the "
+        "head's outputs before its update (`clipo/head/…`). Keys and formulas: "
+        "`clipo.core.contrastive.diagnostics`."),
 }
 
 
@@ -367,11 +378,43 @@ def _fig_health(run: RunData, path: Path) -> Optional[Path]:
     return _save(fig, path)
 
 
+def _fig_diagnostics(run: RunData, path: Path) -> Optional[Path]:
+    """cc / ci / ii mean cosine per step, batch and group level, and by length quartile, for the pooled states
+    and the head outputs (``clipo.diagnostics``); None when the run logged none."""
+    spaces = [(prefix, label)
+              for prefix, label in (("clipo/emb", "pooled hidden states"), ("clipo/head", "head output z"))
+              if any(run.has(f"{prefix}/cos_{c}_{s}_mean") for c in ("cc", "ci", "ii") for s in ("batch", "group"))]
+    if not spaces:
+        return None
+    m, steps = run.metrics, run.steps
+    fig, axes = _new_figure(len(spaces), 3, width=15.0, height=3.9 * len(spaces),
+                            title=FIGURE_TITLES["embedding_diagnostics"])
+    pair_styles = (("cc", "correct–correct", GREEN, "-"), ("ci", "correct–incorrect", RED, "--"),
+                   ("ii", "incorrect–incorrect", ORANGE, ":"))
+    for row, (prefix, label) in enumerate(spaces):
+        for col, (scope, scope_label) in enumerate((("batch", "all pairs in the batch"),
+                                                    ("group", "pairs within a prompt's group"))):
+            ax = axes[row, col]
+            for cls, name, color, style in pair_styles:
+                _plot_curve(ax, steps, m.get(f"{prefix}/cos_{cls}_{scope}_mean"), name, color, linestyle=style)
+            _style(ax, f"{label}: {scope_label}", "mean cosine")
+            _legend(ax)
+        ax = axes[row, 2]
+        for q, color in zip(range(1, 5), (SKY, BLUE, PURPLE, GREY)):
+            _plot_curve(ax, steps, m.get(f"{prefix}/cos_lenq{q}_mean"), f"length quartile {q}", color)
+        _style(ax, f"{label}: pairs in one length quartile", "mean cosine")
+        _legend(ax)
+    _smoothing_note(fig, run)
+    _x_range(axes.flat, run.steps)
+    return _save(fig, path)
+
+
 #: (figure name, builder) in the order the report draws and lists them.
 FIGURE_BUILDERS = [
     ("reward_accuracy", _fig_reward_accuracy),
     ("contrastive", _fig_contrastive),
     ("embedding_separation", _fig_separation),
+    ("embedding_diagnostics", _fig_diagnostics),
     ("embeddings_pca", _fig_pca),
     ("training_health", _fig_health),
 ]

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from clipo.apps.report.figures import FIGURE_TITLES
+from clipo.apps.report.figures import FIGURE_CAPTIONS, FIGURE_TITLES
 from clipo.apps.report.numerics import to_float, window_mean
 from clipo.apps.report.read import RunData, eval_metric_name
 
@@ -31,6 +31,8 @@ KEY_METRICS = [
     ("contrastive/reward_incorrect", "contrastive reward (incorrect)"),
     ("contrastive/cos_correct_correct", "cos correct–correct"),
     ("contrastive/cos_correct_incorrect", "cos correct–incorrect"),
+    ("clipo/emb/cos_cc_group_mean", "hidden-state cos correct–correct (group)"),
+    ("clipo/emb/cos_ci_group_mean", "hidden-state cos correct–incorrect (group)"),
     ("contrastive/skipped", "share of head steps skipped"),
     ("actor/entropy", "entropy"),
     ("actor/kl", "KL to reference"),
@@ -330,6 +332,8 @@ def render_markdown(run: RunData, figures: dict[str, Path], out_dir: Path, elaps
         for name, path in figures.items():
             rel = path.relative_to(out_dir).as_posix() if path.is_relative_to(out_dir) else str(path)
             lines += [f"### {FIGURE_TITLES[name]}", "", f"![{FIGURE_TITLES[name]}]({rel})", ""]
+            if name in FIGURE_CAPTIONS:
+                lines += [FIGURE_CAPTIONS[name], ""]
     else:
         lines += ["No figures: the run folder has no metrics, evaluations or embedding snapshots yet.", ""]
     notes = list(run.notes)
