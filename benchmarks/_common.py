@@ -74,6 +74,7 @@ def clipo_overrides(data: Path, *, prompts: int, n: int, max_new: int, clipo_on:
             "trainer.lr=1e-5", "trainer.weight_decay=0.0", "trainer.max_steps=1000", "trainer.save_every=0",
             "trainer.tensorboard=false", "trainer.progress=false", "trainer.log_samples=0",
             "trainer.embedding_snapshots=0", "trainer.device=cpu", f"clipo.enabled={str(clipo_on).lower()}",
+            f"trainer.num_threads={THREADS if THREADS > 0 else -1}",  # the benchmark's count, not clipo's own choice
             "clipo.head_size=64", *extra]
 
 

@@ -12,7 +12,8 @@ weights; hidden 256, 4 layers, 2.4M params, char-level tokenizer from ``clipo.mo
 B=4 prompts x G=8 samples = 32 rollouts per step, exactly ``--max-new`` response tokens for every rollout (EOS
 and pad get a -1e4 logit bias, so neither ever stops early), sampling at T=1, top_p=1, top_k=0, all 32 rollouts
 generated in one ``generate`` call, one optimizer step per RL step (one mini-batch, one micro-batch of 32, no
-gradient accumulation), no KL (beta=0, no reference model), no CLIPO, AdamW lr 1e-5 wd 0, grad clip 1.0, same
+gradient accumulation, no gradient checkpointing: TRL's GRPOConfig turns it on by default since 1.x and
+this benchmark turns it off; figures measured before 2026-12-01 evening had it on), no KL (beta=0, no reference model), no CLIPO, AdamW lr 1e-5 wd 0, grad clip 1.0, same
 parity reward, no logging/eval/checkpoints, fp32 on CPU, same process and same torch thread count.
 
 Known asymmetries (part of what is compared): with one update per batch TRL skips the separate no-grad "old
@@ -117,7 +118,7 @@ def main() -> None:
         max_completion_length=args.max_new, temperature=1.0, top_p=1.0, top_k=0, beta=0.0,
         learning_rate=1e-5, weight_decay=0.0, lr_scheduler_type="constant", max_grad_norm=1.0, optim="adamw_torch",
         max_steps=total, logging_steps=10**9, save_strategy="no", eval_strategy="no", report_to="none",
-        disable_tqdm=True, use_cpu=True, bf16=False, fp16=False, seed=0, log_completions=False,
+        disable_tqdm=True, use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False, seed=0, log_completions=False,
         dataloader_num_workers=0)
 
     trl_times, clipo_times, patched_times, unshared_times, tokens = [], [], [], [], {"trl": [], "clipo": []}

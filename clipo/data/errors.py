@@ -50,5 +50,6 @@ class DataError(ValueError):
     def from_bad_row(cls, bad: BadRow, *, hint_skip: bool = True) -> "DataError":
         msg = bad.message()
         if hint_skip and bad.row is not None:
-            msg += " (or load with on_bad_row='skip' to drop such rows and list them in the report)"
+            msg += (" (or skip such rows: data.on_bad_row=skip, or on_bad_row='skip' in clipo.data.load_prompts;"
+                    " they are counted and listed in the report)")
         return cls(msg, bad)

@@ -156,7 +156,7 @@ class TrainerConfig:
     micro_batch_size: int = _f(16, "Sequences per forward/backward (gradient accumulation within a mini-batch).")
     share_prompt_forward: bool = _f(True, "In the teacher-forced forwards, compute each group's prompt once and repeat its KV cache for the group's n rollouts (same log-probs and gradients up to rounding); training micro-batches are then rounded down to whole groups.")
     fuse_on_policy_forward: bool = _f(True, "When an update is exactly on-policy (ppo_epochs=1, mini_batches=1) and the batch fits one micro-batch, reuse the log-prob/embedding forward as the training forward.")
-    num_threads: int = _f(0, "torch CPU threads: 0 chooses (1 for models under 20M parameters, else the idle physical cores; the choice is printed), -1 keeps torch's default (one per logical CPU), N uses N.")
+    num_threads: int = _f(0, "torch CPU threads: 0 chooses (the physical cores not busy with other work; the choice is printed), -1 keeps torch's default (one per logical CPU), N uses N.")
     output_dir: str = _f("runs/clipo", "Run folder: config, metrics.jsonl, samples, checkpoints, report.")
     resume: bool = _f(False, "Continue from the latest checkpoint in output_dir.")
     overwrite: bool = _f(False, "Start afresh in an output_dir that holds another run: delete that run's files (metrics, checkpoints, final model, ...) first. Without it such a start refuses. Ignored with trainer.resume=true.")

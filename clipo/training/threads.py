@@ -1,33 +1,36 @@
 """How many torch CPU threads to use when ``trainer.num_threads=0`` (auto).
 
 Why it matters: torch's default is one intra-op thread per logical CPU. Every parallel op then ends in an OpenMP
-barrier that waits for the slowest thread; when the machine is busy, a descheduled thread stalls every op, and on
-small matrices the barrier costs more than the arithmetic saves. Measured on this project's 2-core machine: the
-demo took 682 s with the default and 121 s with one thread while another job ran beside it (issue 14).
+barrier that waits for the slowest thread; when other work occupies a core, a descheduled thread stalls every op.
+Measured on this project's 2-core machine: the demo took 682 s with the default and 121 s with one thread while
+another job ran beside it (issue 14); on the idle machine two threads were faster than one even for the demo's
+0.3M-parameter model (median step 0.45–0.60 s against 0.63–0.70 s) and no slower for an 88K-parameter test model,
+so model size does not enter the rule; only cores that are free do.
 
 The rule (:func:`choose_threads`):
 
-    cores  = physical cores the process may run on (affinity ∩ cgroup quota; hyper-thread siblings count once)
-    idle   = cores − round(other load)        other load = 1-minute load average − 1 (this process), ≥ 0
-    small  = parameters < SMALL_MODEL_PARAMETERS
-    threads = 1 if small else clamp(idle, 1, cores)
+    cores   = physical cores the process may run on (affinity ∩ cgroup quota; hyper-thread siblings count once)
+    other   = CPUs kept busy by other processes, sampled over 0.3 s from /proc/stat minus this process's own
+              time (/proc/self/stat); where /proc is missing, max(0, 1-minute load average − 1)
+    threads = clamp(cores − round(other), 1, cores)
+
+The load average alone misleads: it trails by a minute, so right after another job (or this process's own
+warm-start) it still counts work that has stopped.
 """
 from __future__ import annotations
 
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 _log = logging.getLogger("clipo.training")
-
-#: Below this many parameters one thread is used: the matrices are too small for a second thread to pay for its
-#: synchronisation (the 2.4M-parameter benchmark model and the demo's model are far below; SmolLM2-135M is above).
-SMALL_MODEL_PARAMETERS = 20_000_000
-
+_announced: dict[str, tuple[int, str]] = {}
+_decided: dict[str, tuple[int, str]] = {}
 
 @dataclass(frozen=True)
 class CpuInfo:
@@ -36,21 +39,18 @@ class CpuInfo:
     logical: int  # CPUs this process may run on
     physical: int  # of those, distinct physical cores
     quota: float | None  # cgroup CPU quota in CPUs (None: no limit)
-    load: float  # 1-minute load average of the machine
+    other: float  # CPUs busy with other processes' work (see the module docstring)
 
 
-def choose_threads(parameters: int, cpu: CpuInfo) -> tuple[int, str]:
-    """``(threads, why)`` for a model of ``parameters`` on ``cpu`` (see the module docstring for the rule)."""
+def choose_threads(cpu: CpuInfo) -> tuple[int, str]:
+    """``(threads, why)`` on ``cpu`` (see the module docstring for the rule)."""
     cores = max(1, min(cpu.physical, cpu.logical))
     if cpu.quota is not None:
         cores = max(1, min(cores, math.floor(cpu.quota)))
-    if parameters < SMALL_MODEL_PARAMETERS:
-        return 1, f"{parameters / 1e6:.1f}M parameters: too small to gain from more threads"
-    other = max(0.0, cpu.load - 1.0)
-    threads = max(1, min(cores, cores - round(other)))
+    threads = max(1, min(cores, cores - round(cpu.other)))
     why = f"{cores} physical core(s) available"
     if threads < cores:
-        why += f", {cores - threads} busy (load average {cpu.load:.1f})"
+        why += f", {cpu.other:.1f} busy with other work"
     return threads, why
 
 
@@ -75,25 +75,51 @@ def _cgroup_quota() -> float | None:
     return None if quota == "max" else int(quota) / int(period)
 
 
-def detect_cpu() -> CpuInfo:
-    """This process's :class:`CpuInfo` (affinity, sysfs topology, cgroup quota, load average)."""
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+def _busy_jiffies() -> tuple[int, int, int]:
+    """(busy, total) CPU time of the whole machine from ``/proc/stat`` and this process's own (``/proc/self/stat``),
+    in clock ticks."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(fields[:8]) - idle, sum(fields[:8]), int(own[11]) + int(own[12])  # utime + stime
+
+
+def other_busy_cpus(interval: float = 0.3) -> float:
+    """How many CPUs other processes keep busy, sampled over ``interval`` seconds (this process's time excluded);
+    the 1-minute load average minus one where ``/proc`` cannot be read."""
     try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = 0.0
-    return CpuInfo(logical=len(cpus), physical=_physical_cores(cpus), quota=_cgroup_quota(), load=load)
+        busy0, total0, own0 = _busy_jiffies()
+        time.sleep(interval)
+        busy1, total1, own1 = _busy_jiffies()
+    except (OSError, ValueError, IndexError):
+        try:
+            return max(0.0, os.getloadavg()[0] - 1.0)
+        except OSError:
+            return 0.0
+    cpus = os.cpu_count() or 1
+    elapsed = (total1 - total0) / cpus  # ticks of one CPU
+    return max(0.0, (busy1 - busy0 - (own1 - own0)) / elapsed) if elapsed > 0 else 0.0
 
 
-def set_threads(requested: int, parameters: int, *, announce: bool) -> int:
-    """Apply ``trainer.num_threads`` (``-1`` torch's default, ``0`` :func:`choose_threads` for a model of
-    ``parameters``, ``N``) and return the count; when ``announce``, log the choice and how to override it."""
+def detect_cpu() -> CpuInfo:
+    """This process's :class:`CpuInfo` (affinity, sysfs topology, cgroup quota, other processes' CPU use)."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    return CpuInfo(logical=len(cpus), physical=_physical_cores(cpus), quota=_cgroup_quota(), other=other_busy_cpus())
+
+
+def set_threads(requested: int, *, announce: bool) -> int:
+    """Apply ``trainer.num_threads`` (``-1`` torch's default, ``0`` :func:`choose_threads`, ``N``) and return the
+    count; when ``announce``, log the choice and how to override it."""
     if requested > 0:
         torch.set_num_threads(requested)
     elif requested == 0:
-        threads, why = choose_threads(parameters, detect_cpu())
+        # Decided once per process, so that every phase (warm-start, training, evaluation) uses the same count.
+        if "choice" not in _decided:
+            _decided["choice"] = choose_threads(detect_cpu())
+        threads, why = _decided["choice"]
         torch.set_num_threads(threads)
-        if announce:
+        if announce and _announced.get("choice") != (threads, why):  # once per process and choice
+            _announced["choice"] = (threads, why)
             _log.info("clipo: %d torch thread(s) (%s; trainer.num_threads=N to override, -1 for torch's default %d)",
                       threads, why, os.cpu_count() or 1)
     return torch.get_num_threads()

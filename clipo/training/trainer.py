@@ -119,8 +119,7 @@ class RLTrainer:
         # A global batch (verl's train_batch_size) becomes this process's share; the rest of the code reads B per process.
         t.prompts_per_step = per_process_prompts(config, self.world_size)
         torch.manual_seed(t.seed)
-        set_threads(t.num_threads, sum(p.numel() for p in model.parameters()),
-                    announce=self.is_main and self.device.type == "cpu")
+        set_threads(t.num_threads, announce=self.is_main and self.device.type == "cpu")
 
         self.model = model.to(self.device)
         prepare_master_weights(self.model, t.precision)  # fp32 master weights under bf16-mixed; warns for 16-bit ones

@@ -73,7 +73,7 @@ def test_output_dir_that_is_a_file(capsys, tmp_path, data_file, no_model_load):
     one_line_error(capsys, "trainer.output_dir", str(blocker))
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can write anywhere")
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can write anywhere (tests/trainer/test_disk_faults.py uses a read-only mount instead)")
 def test_output_dir_not_writable(capsys, tmp_path, data_file, no_model_load):
     locked = tmp_path / "locked"
     locked.mkdir()

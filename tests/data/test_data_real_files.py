@@ -109,7 +109,7 @@ def test_math75_empty_box_raises_by_default(shared_data):
         load_examples(_path(shared_data, "train", "math75"))
     msg = str(err.value)
     assert "math75.parquet" in msg and "row 5341" in msg and "reward_model.ground_truth" in msg
-    assert "on_bad_row='skip'" in msg
+    assert "data.on_bad_row=skip" in msg and "on_bad_row='skip'" in msg
     assert err.value.bad_row.row == 5341
 
 

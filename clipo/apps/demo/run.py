@@ -97,7 +97,7 @@ def run_demo(config: Any, *, log: Any = print) -> int:
     start = time.perf_counter()
     output = Path(config.trainer.output_dir)
     log("clipo demo: the last digit of a sum, worked out step by step, on a tiny model (CPU, no downloads)")
-    set_threads(config.trainer.num_threads, WarmStartSpec().parameters(), announce=True)  # the warm-start too
+    set_threads(config.trainer.num_threads, announce=True)  # the warm-start too
     log("[1/4] warm-start (supervised, on demonstrations; ~30% of them box the right digit after a wrong step)")
     model, tokenizer, cached = load_or_warm_start(WarmStartSpec(), log=log)
     log("      loaded from the cache" if cached else f"      done in {time.perf_counter() - start:.0f}s (cached for next time)")

@@ -42,12 +42,6 @@ class WarmStartSpec:
     num_problems: int = 6000
     seed: int = 0
 
-    def parameters(self, vocab: int = 64) -> int:
-        """About how many parameters the model has (attention, MLP, untied embeddings), to size its thread count."""
-        h = self.hidden_size
-        kv = h * self.kv_heads // self.heads
-        return self.num_layers * (2 * h * h + 2 * h * kv + 3 * h * self.intermediate) + 2 * vocab * h
-
     def key(self) -> str:
         payload = json.dumps({"task": TASK_VERSION, **asdict(self)}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
