@@ -31,6 +31,8 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Tuple
 
+from .extract import _match_braces
+
 __all__ = [
     "official_score", "official_last_boxed", "official_visible_text", "hendrycks_normalize", "loose_normalize",
     "latex_to_plain", "OFFICIAL_CHOICE_SOURCES",
@@ -63,17 +65,11 @@ def official_last_boxed(text: str) -> Optional[str]:
     start = text.rfind("\\boxed")
     if start < 0:
         return None
-    depth = 0
-    for pos in range(start, len(text)):
-        ch = text[pos]
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                span = text[start:pos + 1]
-                return span[len("\\boxed{"):-1] if span.startswith("\\boxed{") else None
-    return None
+    end = _match_braces(text, start)  # counts braces from the backslash on, as the official loop does
+    if end is None:
+        return None
+    span = text[start:end]
+    return span[len("\\boxed{"):-1] if span.startswith("\\boxed{") else None
 
 
 # ------------------------------------------------------------------------------- MATH-style normalisation
