@@ -5,7 +5,9 @@ they are re-exported here for convenience. Nothing inside the ``clipo`` package 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from clipo.apps.specs import build_trainer
 from clipo.models.tiny import (
@@ -22,8 +24,30 @@ from clipo.training.trainer import RLTrainer
 
 __all__ = [
     "QWEN_STYLE_CHAT_TEMPLATE", "TINY_SPECIAL_TOKENS", "TINY_TRAINER_OVERRIDES", "TINY_WORD_TOKENS", "add_logit_bias",
-    "build_tiny_model", "build_tiny_tokenizer", "build_tiny_trainer", "even_length_reward",
+    "build_tiny_model", "build_tiny_tokenizer", "build_tiny_trainer", "even_length_reward", "TimedCalls",
 ]
+
+
+class TimedCalls:
+    """Calls ``fn`` and keeps the count and the slowest call (wall and CPU time), for fuzz tests that report how
+    many inputs a property tried and its worst latency (printed with ``pytest -s``)."""
+
+    def __init__(self, name: str, fn: Callable[..., Any], unit: str = "calls"):
+        self.name, self.fn, self.unit = name, fn, unit
+        self.count, self.worst, self.worst_cpu = 0, 0.0, 0.0
+
+    def call(self, *args: Any, **kwargs: Any) -> Any:
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.count += 1
+            self.worst = max(self.worst, time.perf_counter() - t0)
+            self.worst_cpu = max(self.worst_cpu, time.process_time() - c0)  # apart from waits for a busy CPU
+
+    def report(self) -> None:
+        print(f"\nfuzz {self.name}: {self.count} {self.unit}, worst {self.worst * 1000:.1f} ms "
+              f"(CPU {self.worst_cpu * 1000:.1f} ms)")
 
 
 def even_length_reward(response: str, ground_truth: str, **row: object) -> float:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 import typing
 
 import pytest
 import yaml
 
+from clipo.testing import TimedCalls
 from clipo.training.config import Config, ConfigError, load_config, parse_override
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is not installed (pip install -e .[test])")
@@ -31,28 +31,12 @@ MAX_EXAMPLES = int(os.environ.get("CLIPO_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=not LONG_RUN, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
+def _load(path=None, overrides=()):
+    return load_config(path, list(overrides))
+
+
 KEYS = sorted(f"{section.name}.{f.name}" for section in dataclasses.fields(Config)
               for f in dataclasses.fields(typing.get_type_hints(Config)[section.name]))
-
-
-class Tally:
-    """Inputs tried and the slowest parse, per property (printed with ``pytest -s``)."""
-
-    def __init__(self, name: str):
-        self.name, self.count, self.worst, self.worst_cpu = name, 0, 0.0, 0.0
-
-    def load(self, path=None, overrides=()):
-        t0, c0 = time.perf_counter(), time.process_time()
-        try:
-            return load_config(path, list(overrides))
-        finally:
-            self.count += 1
-            self.worst = max(self.worst, time.perf_counter() - t0)
-            self.worst_cpu = max(self.worst_cpu, time.process_time() - c0)  # apart from waits for a busy CPU
-
-    def report(self) -> None:
-        print(f"\nfuzz {self.name}: {self.count} configs, worst {self.worst * 1000:.1f} ms "
-              f"(CPU {self.worst_cpu * 1000:.1f} ms)")
 
 
 def _one_line(error: ConfigError) -> str:
@@ -69,7 +53,7 @@ _values = _yaml_ish | st.text(max_size=30)
 
 
 def test_arbitrary_override_strings_parse_or_raise_config_error():
-    tally = Tally("override/any-text")
+    tally = TimedCalls("override/any-text", _load, "configs")
 
     @FUZZ
     @given(text=st.text(max_size=60) | st.builds(lambda k, v: f"{k}={v}", st.text(max_size=20), _values))
@@ -79,7 +63,7 @@ def test_arbitrary_override_strings_parse_or_raise_config_error():
         except ConfigError as error:
             _one_line(error)
         try:
-            tally.load(overrides=[text])
+            tally.call(overrides=[text])
         except ConfigError as error:
             _one_line(error)
 
@@ -88,13 +72,13 @@ def test_arbitrary_override_strings_parse_or_raise_config_error():
 
 
 def test_known_key_with_arbitrary_value_parses_or_names_the_key():
-    tally = Tally("override/known-key")
+    tally = TimedCalls("override/known-key", _load, "configs")
 
     @FUZZ
     @given(key=st.sampled_from(KEYS), value=_values)
     def check(key, value):
         try:
-            config = tally.load(overrides=[f"{key}={value}"])
+            config = tally.call(overrides=[f"{key}={value}"])
         except ConfigError as error:
             assert key in _one_line(error)
         else:
@@ -110,7 +94,7 @@ _yaml_values = st.recursive(st.none() | st.booleans() | st.integers() | st.float
 
 
 def test_yaml_file_with_known_key_and_arbitrary_value_parses_or_names_the_key(tmp_path):
-    tally = Tally("yaml/known-key")
+    tally = TimedCalls("yaml/known-key", _load, "configs")
     path = tmp_path / "run.yaml"
 
     @FUZZ
@@ -119,7 +103,7 @@ def test_yaml_file_with_known_key_and_arbitrary_value_parses_or_names_the_key(tm
         section, name = key.split(".")
         path.write_text(yaml.safe_dump({section: {name: value}}))
         try:
-            tally.load(path)
+            tally.call(path)
         except ConfigError as error:
             assert key in _one_line(error)
 
@@ -144,7 +128,7 @@ def _yaml_bytes(draw) -> bytes:
 
 
 def test_arbitrary_yaml_files_parse_or_raise_config_error_naming_the_file(tmp_path):
-    tally = Tally("yaml/bytes")
+    tally = TimedCalls("yaml/bytes", _load, "configs")
     path = tmp_path / "run.yaml"
 
     @FUZZ
@@ -152,7 +136,7 @@ def test_arbitrary_yaml_files_parse_or_raise_config_error_naming_the_file(tmp_pa
     def check(data):
         path.write_bytes(data)
         try:
-            tally.load(path)
+            tally.call(path)
         except ConfigError as error:
             msg = _one_line(error)
             # File-level problems name the file; value problems name the key (section.field) instead.

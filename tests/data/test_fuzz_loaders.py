@@ -18,11 +18,11 @@ import csv
 import io
 import json
 import os
-import time
 
 import pytest
 
 from clipo.data import DataError, load_examples
+from clipo.testing import TimedCalls
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is not installed (pip install -e .[test])")
 from hypothesis import HealthCheck, given, settings  # noqa: E402 - after the skip above
@@ -34,26 +34,6 @@ FUZZ = settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=not LONG_R
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.data_too_large])
 FILE_FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")
-
-
-class Tally:
-    """Inputs tried and the slowest load, per property (printed with ``pytest -s``)."""
-
-    def __init__(self, name: str):
-        self.name, self.count, self.worst, self.worst_cpu = name, 0, 0.0, 0.0
-
-    def load(self, path, **kwargs):
-        t0, c0 = time.perf_counter(), time.process_time()
-        try:
-            return load_examples(path, **kwargs)
-        finally:
-            self.count += 1
-            self.worst = max(self.worst, time.perf_counter() - t0)
-            self.worst_cpu = max(self.worst_cpu, time.process_time() - c0)  # apart from waits for a busy CPU
-
-    def report(self) -> None:
-        print(f"\nfuzz {self.name}: {self.count} loads, worst {self.worst * 1000:.1f} ms "
-              f"(CPU {self.worst_cpu * 1000:.1f} ms)")
 
 
 def _check_error(error: DataError, path) -> None:
@@ -110,7 +90,7 @@ def mutated_bytes(draw, seed: bytes) -> bytes:
 
 @pytest.mark.parametrize("fmt", FILE_FORMATS)
 def test_arbitrary_bytes_load_or_raise_data_error(tmp_path, fmt):
-    tally = Tally(f"bytes/{fmt}")
+    tally = TimedCalls(f"bytes/{fmt}", load_examples, "loads")
     seed = _parquet_seed() if fmt == "parquet" else _SEEDS[fmt]
     path = tmp_path / f"fuzz.{fmt}"
 
@@ -119,7 +99,7 @@ def test_arbitrary_bytes_load_or_raise_data_error(tmp_path, fmt):
     def check(data, skip):
         path.write_bytes(data)
         try:
-            examples, report = tally.load(path, on_bad_row="skip" if skip else "raise")
+            examples, report = tally.call(path, on_bad_row="skip" if skip else "raise")
         except DataError as error:
             _check_error(error, path)
         else:
@@ -201,7 +181,7 @@ def _surrogate_free(rows) -> bool:
 
 @pytest.mark.parametrize("fmt", FILE_FORMATS)
 def test_arbitrary_rows_skip_counts_every_bad_row_and_raise_stops_at_the_first(tmp_path, fmt):
-    tally = Tally(f"rows/{fmt}")
+    tally = TimedCalls(f"rows/{fmt}", load_examples, "loads")
     path = tmp_path / f"rows.{fmt}"
 
     @FUZZ
@@ -216,7 +196,7 @@ def test_arbitrary_rows_skip_counts_every_bad_row_and_raise_stops_at_the_first(t
         else:
             blank = 0
         try:
-            examples, report = tally.load(path, on_bad_row="skip")
+            examples, report = tally.call(path, on_bad_row="skip")
         except DataError as error:
             _check_error(error, path)
             if fmt != "parquet" and not _utf8_text(path.read_bytes()):
@@ -234,11 +214,11 @@ def test_arbitrary_rows_skip_counts_every_bad_row_and_raise_stops_at_the_first(t
             assert path.name in bad.message() and bad.fix and "\n" not in bad.message()
         if report.bad_rows:
             with pytest.raises(DataError) as err:
-                tally.load(path)
+                tally.call(path)
             _check_error(err.value, path)
             assert err.value.bad_row == report.bad_rows[0]
         else:
-            assert len(tally.load(path)[0]) == len(examples)
+            assert len(tally.call(path)[0]) == len(examples)
 
     check()
     tally.report()
@@ -252,7 +232,7 @@ _good_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_chara
 @pytest.mark.parametrize("fmt", FILE_FORMATS)
 def test_plain_good_rows_all_load_with_their_exact_values(tmp_path, fmt):
     """Independent oracle: text prompts and answers without outer spaces, no data source, always load as written."""
-    tally = Tally(f"good/{fmt}")
+    tally = TimedCalls(f"good/{fmt}", load_examples, "loads")
     path = tmp_path / f"good.{fmt}"
     clean = _good_text.map(str.strip).filter(bool)
 
@@ -260,7 +240,7 @@ def test_plain_good_rows_all_load_with_their_exact_values(tmp_path, fmt):
     @given(rows=st.lists(st.fixed_dictionaries({"prompt": clean, "answer": clean}), min_size=1, max_size=6))
     def check(rows):
         _write_rows(path, fmt, rows)
-        examples, report = tally.load(path)
+        examples, report = tally.call(path)
         expected_prompts = [r["prompt"] if fmt != "parquet" else [{"role": "user", "content": r["prompt"]}]
                             for r in rows]
         assert [ex.prompt for ex in examples] == expected_prompts
