@@ -24,6 +24,7 @@ class HeadStepResult:
         loss: ``[]`` the batch loss that was (or would have been) minimised.
         updated: whether the head's optimizer stepped (False when fixed or when no rollout was an anchor).
         metrics: detached scalar tensors, keys prefixed ``contrastive/``.
+        z: ``[N, D]`` the pre-update head's outputs (what the loss was computed on), for diagnostics.
     """
 
     rewards: Tensor
@@ -31,6 +32,7 @@ class HeadStepResult:
     loss: Tensor
     updated: bool
     metrics: dict[str, Tensor] = field(default_factory=dict)
+    z: Tensor | None = None
 
 
 class HeadTrainer:
@@ -133,7 +135,7 @@ class HeadTrainer:
         metrics = self._metrics(z.detach(), correct, group_ids, per_rollout, batch_loss.detach(), anchors, rewards)
         metrics["contrastive/skipped"] = torch.tensor(0.0 if updated or self.fixed else 1.0)
         metrics["contrastive/grad_norm"] = grad_norm.detach()
-        return HeadStepResult(rewards, per_rollout, batch_loss.detach(), updated, metrics)
+        return HeadStepResult(rewards, per_rollout, batch_loss.detach(), updated, metrics, z=z.detach())
 
     @staticmethod
     def _metrics(z, correct, group_ids, per_rollout, batch_loss, anchors, rewards) -> dict[str, Tensor]:

@@ -298,7 +298,7 @@ class RLTrainer:
             ref_logp = self._forward(self.reference, rollouts).logp
         # 7. CLIPO: one head step; the reward comes from the pre-update head's losses.
         contrastive = torch.zeros_like(scores)
-        head_out = result = None
+        result = None
         if self.head_trainer is not None or c.clipo.diagnostics:
             # Every process takes the same head step on the gathered global batch (identity on one process).
             pooled, own = all_gather_rows(forward.pooled)
@@ -307,16 +307,15 @@ class RLTrainer:
         if self.head_trainer is not None:
             start = time.perf_counter()
             generator = torch.Generator(device="cpu").manual_seed(derive_seed(c.trainer.seed, self.step, 1_000_003))
-            if c.clipo.diagnostics:  # the pre-update head's outputs: the official run logs those of its loss forward
-                with torch.no_grad():
-                    head_out = self.head_trainer.head(pooled)
             result = self.head_trainer.step(pooled, all_correct, all_groups, generator=generator)
             contrastive = result.rewards[own].cpu()
             metrics.update(result.metrics)
             metrics["time/head_s"] = torch.tensor(time.perf_counter() - start)
         if c.clipo.diagnostics:  # cos/L2 of correct/incorrect pairs, per-label loss (clipo.training.step)
             all_lengths, _ = all_gather_rows(rollouts.response_lengths.to(self.device))
-            metrics.update(step_diagnostics(pooled, all_correct, all_groups, all_lengths, head_out, result))
+            # The head outputs are the pre-update ones the loss saw, as the official run logs them.
+            metrics.update(step_diagnostics(pooled, all_correct, all_groups, all_lengths,
+                                            result.z if result is not None else None, result))
         # 8. The algorithm's advantages on the total reward (group-relative, or leave-one-out for RLOO).
         rewards = shaped + overlong + contrastive
         advantages = self.algorithm.advantage(rewards, rollouts.group_ids, self.knobs)
