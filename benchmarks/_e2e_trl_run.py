@@ -26,6 +26,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-5)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0 or -1: torch's default)")
     ap.add_argument("--reward", choices=("parity", "math"), default="parity")
+    ap.add_argument("--bf16", action="store_true", help="TRL's default bf16=True (autocast) instead of fp32")
     args = ap.parse_args()
 
     import torch
@@ -55,7 +56,7 @@ def main() -> None:
         max_completion_length=args.max_new, temperature=1.0, top_p=1.0, top_k=0, beta=0.0,
         learning_rate=args.lr, weight_decay=0.0, lr_scheduler_type="constant", max_grad_norm=1.0,
         max_steps=args.steps, save_strategy="no", eval_strategy="no", report_to="none",
-        use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False, seed=0, dataloader_num_workers=0)
+        use_cpu=True, bf16=args.bf16, fp16=False, gradient_checkpointing=False, seed=0, dataloader_num_workers=0)
     reward = _e2e_reward.trl_math if args.reward == "math" else _e2e_reward.trl_parity
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset,
                           processing_class=tokenizer)

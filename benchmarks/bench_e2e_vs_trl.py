@@ -20,8 +20,11 @@ Per-step time of one side = (wall of an L-step process − wall of a 2-step proc
 loading, the final save and evaluation cancel out; per-step logging, TensorBoard, samples, embedding snapshots,
 the progress bar and periodic checkpoints (each side's defaults) count. Processes alternate (clipo long, TRL long,
 clipo short, TRL short, then the reverse order in the next repetition) so that machine noise hits both alike.
-Both use the same torch thread count (``--threads``, default 1; ``--threads 0`` gives each side its own default). Reported: per-repetition ratios, their median
-and range.
+Both use the same torch thread count (``--threads``, default 1; ``--threads 0`` gives each side its own default).
+Precision: ``clipo`` runs its default (``trainer.precision=auto``: bf16-mixed on a CPU with AVX512-BF16, fp32 on
+one without); ``clipo-fp32`` / ``clipo-bf16`` pin it; ``TRL`` runs fp32 (``bf16=False``, its faster setting on
+this CPU) and ``TRL-bf16`` TRL's own default ``bf16=True``. ``--sides clipo,clipo-fp32,TRL`` runs three; every
+ratio has the first as numerator. Reported: per-repetition ratios, their median and range.
 """
 from __future__ import annotations
 
@@ -70,7 +73,13 @@ def smollm2_workload(folder: Path) -> tuple[dict, Path]:
             "reward": "math"}, data
 
 
-def clipo_command(w: dict, data: Path, steps: int, out: Path, threads: int, clipo_on: bool) -> list[str]:
+#: Contenders --sides can name: clipo with its default precision (``auto``: bf16-mixed on a CPU with AVX512-BF16),
+#: clipo pinned to fp32 or bf16-mixed, clipo with CLIPO on, and TRL in fp32 or with its default ``bf16=True``.
+SIDES = ("clipo", "clipo-fp32", "clipo-bf16", "clipo+CLIPO", "TRL", "TRL-bf16")
+
+
+def clipo_command(w: dict, data: Path, steps: int, out: Path, threads: int, clipo_on: bool,
+                  precision: str | None = None) -> list[str]:
     reward = ["reward.verifier=_e2e_reward:parity"] if w["reward"] == "parity" else []
     gguf = [f"model.gguf_file={w['gguf']}"] if w["gguf"] else []
     return [sys.executable, "-m", "clipo", "train", f"model.name_or_path={w['model']}", *gguf, f"data.train={data}",
@@ -79,15 +88,15 @@ def clipo_command(w: dict, data: Path, steps: int, out: Path, threads: int, clip
             f"trainer.prompts_per_step={w['prompts']}", f"trainer.micro_batch_size={w['micro']}",
             "trainer.mini_batches=1", "trainer.ppo_epochs=1", "trainer.lr=1e-5", "trainer.weight_decay=0",
             f"trainer.max_steps={steps}", f"trainer.output_dir={out}", f"trainer.num_threads={threads}",
-            f"clipo.enabled={str(clipo_on).lower()}"]
+            f"clipo.enabled={str(clipo_on).lower()}", *([f"trainer.precision={precision}"] if precision else [])]
 
 
-def trl_command(w: dict, data: Path, steps: int, out: Path, threads: int) -> list[str]:
+def trl_command(w: dict, data: Path, steps: int, out: Path, threads: int, bf16: bool = False) -> list[str]:
     gguf = ["--gguf", w["gguf"]] if w["gguf"] else []
     return [sys.executable, str(HERE / "_e2e_trl_run.py"), "--model", w["model"], *gguf, "--data", str(data),
             "--steps", str(steps), "--out", str(out), "--prompts", str(w["prompts"]), "--n", str(w["n"]),
             "--max-new", str(w["max_new"]), "--micro", str(w["micro"]), "--threads", str(threads),
-            "--reward", w["reward"]]
+            "--reward", w["reward"], *(["--bf16"] if bf16 else [])]
 
 
 def timed(command: list[str], env: dict) -> float:
@@ -109,6 +118,9 @@ def main() -> None:
                          "default, i.e. each side's own default; -1: torch's default on both")
     ap.add_argument("--force-length", action="store_true", help="tiny: suppress EOS so every response is full length")
     ap.add_argument("--clipo-overhead", action="store_true", help="clipo train with CLIPO on vs off instead of TRL")
+    ap.add_argument("--sides", default=None,
+                    help=f"comma-separated contenders, the first is the numerator of every ratio (from {', '.join(SIDES)}; "
+                         "default clipo,TRL; with --clipo-overhead clipo+CLIPO,clipo)")
     args = ap.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="clipo_e2e_"))
@@ -116,12 +128,18 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
            "TQDM_DISABLE": "0"}
     sides = ("clipo+CLIPO", "clipo") if args.clipo_overhead else ("clipo", "TRL")
+    if args.sides:
+        sides = tuple(s.strip() for s in args.sides.split(","))
+        unknown = [s for s in sides if s not in SIDES]
+        if unknown or len(sides) < 2:
+            raise SystemExit(f"--sides {args.sides}: name two or more of {', '.join(SIDES)}")
 
     def command(side: str, steps: int, tag: str) -> list[str]:
         out = folder / f"{side}-{tag}"
-        if side == "TRL":
-            return trl_command(w, data, steps, out, args.threads)
-        return clipo_command(w, data, steps, out, args.threads, clipo_on=side == "clipo+CLIPO")
+        if side.startswith("TRL"):
+            return trl_command(w, data, steps, out, args.threads, bf16=side == "TRL-bf16")
+        precision = {"clipo-fp32": "fp32", "clipo-bf16": "bf16-mixed"}.get(side)
+        return clipo_command(w, data, steps, out, args.threads, clipo_on=side == "clipo+CLIPO", precision=precision)
 
     per_step: dict[str, list[float]] = {s: [] for s in sides}
     for rep in range(args.reps):
@@ -136,16 +154,18 @@ def main() -> None:
             f"{s} {walls[s, args.long]:.1f}s/{args.long} steps, {walls[s, 2]:.1f}s/2 steps -> {per_step[s][-1]:.3f} s/step"
             for s in sides), flush=True)
 
-    a, b = sides
-    ratios = [x / y for x, y in zip(per_step[a], per_step[b])]
     print(f"command: python {' '.join(sys.argv)}")
     print(f"workload: {args.workload} ({w['prompts']} prompts x {w['n']} samples x {w['max_new']} new tokens, "
           f"micro-batch {w['micro']}), threads {args.threads}, {args.reps} repetitions of {args.long} vs 2 steps")
     for side in sides:
         xs = per_step[side]
         print(f"{side:>12}: per-step median {statistics.median(xs):.3f} s (range {min(xs):.3f}-{max(xs):.3f})")
-    label = "CLIPO on / off" if args.clipo_overhead else "clipo / TRL"
-    print(f"{label} per-step ratio: median {statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f})")
+    first = sides[0]
+    for other in sides[1:]:
+        ratios = [x / y for x, y in zip(per_step[first], per_step[other])]
+        label = "CLIPO on / off" if (first, other) == ("clipo+CLIPO", "clipo") else f"{first} / {other}"
+        print(f"{label} per-step ratio: median {statistics.median(ratios):.3f} "
+              f"(range {min(ratios):.3f}-{max(ratios):.3f})")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Run from the repository root (needs ``pip install 'clipo[trl]'``)::
 
-    python benchmarks/bench_trl_clipo_overhead.py                     # 8 rounds x 7 steps per trainer
-    python benchmarks/bench_trl_clipo_overhead.py --num-iterations 2  # TRL runs its old-log-prob forward
+    python benchmarks/bench_trl_clipo_overhead.py                            # 8 rounds x 7 steps, single pass
+    python benchmarks/bench_trl_clipo_overhead.py --embedding-forward extra  # one extra no-grad forward
+    python benchmarks/bench_trl_clipo_overhead.py --num-iterations 2         # TRL runs its old-log-prob forward
 
 Two trainers, identical except CLIPO (the benchmark's tiny model, 256 wide and 4 layers, EOS never sampled so
 every completion has exactly ``--tokens`` tokens; B=4 prompts x G=8, one optimizer step per generation, no
@@ -13,11 +14,17 @@ logs, the first step of each ``train()`` dropped, and averaged per round. Report
 
 * the median over rounds of the ratio CLIPO / plain of the mean step time (goal: <= 1.05), with its spread;
 * the direct cost, far less noisy: the time of CLIPO's own additions (the embedding forward when one is needed,
-  the head step with its gather) per generation batch as a share of the CLIPO step time per generation batch.
+  the head step with its gather, in single pass also the advantages redone) per generation batch as a share of
+  the CLIPO step time per generation batch (the hook's pooling inside TRL's forward is not in it).
 
-Two regimes: with ``--num-iterations 1`` (TRL's default, on-policy, HF generation) TRL runs no no-grad forward of
-the policy, so CLIPO adds one (``pooled_embeddings``); with ``--num-iterations 2`` (or vLLM with its importance-
-sampling correction, TRL's default there) TRL runs its old-log-prob forward and CLIPO reads the states from it.
+Three regimes, as ``CLIPOGRPOTrainer`` picks them (docs/trl.md):
+
+* single pass (the default here: ``--num-iterations 1``, ``gradient_accumulation_steps=1`` so each generation
+  batch is one micro-batch, HF generation): the states are read from TRL's own training forward, no extra forward;
+* ``--embedding-forward extra`` with ``--num-iterations 1``: TRL runs no no-grad forward of the policy, so CLIPO
+  adds one (``pooled_embeddings``) -- the fallback whenever a generation batch spans several micro-batches;
+* ``--num-iterations 2`` (or vLLM with its importance-sampling correction, TRL's default there): TRL runs its
+  old-log-prob forward and CLIPO reads the states from it.
 """
 from __future__ import annotations
 
@@ -62,10 +69,12 @@ def make(clipo_on: bool, args) -> object:
         trainer = GRPOTrainer(**common)
         trainer.remove_callback(PrinterCallback)
         return trainer
-    trainer = CLIPOGRPOTrainer(**common, clipo_config=CLIPOConfig(head_size=args.head_size))
+    trainer = CLIPOGRPOTrainer(**common, clipo_config=CLIPOConfig(head_size=args.head_size),
+                               embedding_forward=args.embedding_forward)
     trainer.remove_callback(PrinterCallback)
-    trainer.clipo_seconds = {"pooled_embeddings": [], "contrastive_step": []}
-    for name in ("pooled_embeddings", "contrastive_step"):  # time CLIPO's own additions
+    # Time CLIPO's own additions; _single_pass_step (single pass) includes its contrastive_step.
+    trainer.clipo_seconds = {"pooled_embeddings": [], "contrastive_step": [], "_single_pass_step": []}
+    for name in trainer.clipo_seconds:
         original = getattr(trainer, name)
 
         def timed(*a, _original=original, _name=name, **k):
@@ -76,6 +85,15 @@ def make(clipo_on: bool, args) -> object:
 
         setattr(trainer, name, timed)
     return trainer
+
+
+def regime(trainer, extra_forwards: int) -> str:
+    """Where the embeddings came from in the last round."""
+    if extra_forwards:
+        return "one extra no-grad forward"
+    if trainer.single_pass_applies():
+        return "single pass (read from TRL's training forward)"
+    return "read from TRL's old-log-prob forward"
 
 
 def run(trainer) -> list[float]:
@@ -91,6 +109,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=32, help="completion tokens (all completions reach it)")
     ap.add_argument("--num-iterations", type=int, default=1, help="GRPOConfig.num_iterations (updates per generation)")
     ap.add_argument("--head-size", type=int, default=512, help="CLIPOConfig.head_size (paper: 512 on GSM8K)")
+    ap.add_argument("--embedding-forward", choices=("auto", "extra"), default="auto",
+                    help="CLIPOGRPOTrainer(embedding_forward=...): auto = single pass when it applies")
     args = ap.parse_args()
 
     plain, clipo = make(False, args), make(True, args)
@@ -110,7 +130,8 @@ def main() -> None:
         seconds = clipo.clipo_seconds
         generations = len(seconds["contrastive_step"])  # one head step per generation batch
         extra_forwards = len(seconds["pooled_embeddings"])
-        per_generation = (sum(seconds["pooled_embeddings"]) + sum(seconds["contrastive_step"])) / max(generations, 1)
+        head = sum(seconds["_single_pass_step"]) if seconds["_single_pass_step"] else sum(seconds["contrastive_step"])
+        per_generation = (sum(seconds["pooled_embeddings"]) + head) / max(generations, 1)
         direct.append(per_generation / (step_clipo * args.num_iterations))
         print(f"round {r}: plain {step_plain * 1e3:.1f} ms  clipo {step_clipo * 1e3:.1f} ms  "
               f"ratio {ratios[-1]:.3f}  direct {direct[-1]:.1%}", flush=True)
@@ -119,8 +140,7 @@ def main() -> None:
     dlo, dhi = iqr(direct)
     print(f"\nmodel: tiny Qwen2 {n_params(plain.model) / 1e6:.1f}M params; B=4 x G=8, {args.tokens} completion tokens, "
           f"head_size={args.head_size}, num_iterations={args.num_iterations}; {args.rounds} rounds x {args.steps - 1} "
-          f"measured steps per trainer; embedding: "
-          f"{'one extra no-grad forward' if extra_forwards else 'read from TRL old-log-prob forward'}")
+          f"measured steps per trainer; embedding_forward={args.embedding_forward}: {regime(clipo, extra_forwards)}")
     print(f"step time: plain GRPOTrainer {median(t_plain) * 1e3:.1f} ms, CLIPOGRPOTrainer {median(t_clipo) * 1e3:.1f} ms")
     print(f"overhead (median ratio - 1): {median(ratios) - 1:+.1%}  (IQR {lo - 1:+.1%} .. {hi - 1:+.1%}; goal <= +5%)")
     print(f"direct cost (CLIPO's additions per generation batch) / CLIPO time per generation batch: {median(direct):.1%} (IQR {dlo:.1%} .. {dhi:.1%})")

@@ -53,6 +53,9 @@ _LAZY = {
     "build_trainer": "clipo.apps.specs",
     "run_evaluation": "clipo.apps.evaluate",
     "make_report": "clipo.apps.report",
+    # the TRL integration; needs the optional extra (pip install 'clipo[trl]')
+    "CLIPOConfig": "clipo.integrations.trl",
+    "CLIPOGRPOTrainer": "clipo.integrations.trl",
 }
 
 
@@ -60,7 +63,13 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'clipo' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
+    try:
+        imported = import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name != "trl":
+            raise
+        raise ImportError(f"clipo.{name} needs TRL: pip install 'clipo[trl]'") from error
+    value = getattr(imported, name)
     globals()[name] = value
     return value
 

@@ -56,9 +56,10 @@ def even_length_reward(response: str, ground_truth: str, **row: object) -> float
     return 1.0 if len(response) % 2 == 0 else 0.0
 
 
-#: Settings for a few-second RL run of a tiny model; later overrides win.
+#: Settings for a few-second RL run of a tiny model; later overrides win. fp32, not the default ``auto``
+#: (bf16-mixed on a CPU with bf16 instructions): tests compare the trainer with float32 references.
 TINY_TRAINER_OVERRIDES = (
-    "reward.verifier=tiny_even_length", "rollout.n=4", "rollout.max_new_tokens=8", "rollout.micro_batch_size=16",
+    "trainer.precision=fp32", "reward.verifier=tiny_even_length", "rollout.n=4", "rollout.max_new_tokens=8", "rollout.micro_batch_size=16",
     "trainer.prompts_per_step=4", "trainer.max_steps=2", "trainer.lr=1e-3", "trainer.micro_batch_size=8",
     "trainer.save_every=0", "trainer.progress=false", "data.max_eval_examples=4", "clipo.head_size=16",
     "clipo.temperature=0.5",

@@ -26,7 +26,7 @@ def run_evaluation(config: Config, *, model: Any = None, tokenizer: Any = None, 
         model, tokenizer = resolve_model(config)
     device = "cuda" if torch.cuda.is_available() and config.trainer.device != "cpu" else "cpu"
     engine = make_engine(config, model.to(device).eval(), tokenizer)
-    with autocast_context(config.trainer.precision, device):  # generation computes as training does
+    with autocast_context(config.trainer.precision, device, model):  # generation computes as training does
         return evaluate_all(config, eval_sets, engine, seed=seed, records=records)
 
 

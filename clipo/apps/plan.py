@@ -144,6 +144,9 @@ def resolve_run(args: argparse.Namespace) -> _Run:
     precision = args.precision or planner.get("precision") or getattr(t, "precision", None) or "fp32"
     if precision not in PRECISIONS:
         raise PlanError(f"trainer.precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if precision == "auto":  # the trainer picks bf16-mixed on a bf16-capable GPU (every GPU the recipes target)
+        notes.append("trainer.precision=auto: planned as bf16-mixed (what it resolves to on a bf16-capable GPU)")
+        precision = "bf16-mixed"
     if precision == "fp32" and m.dtype != "float32":
         notes.append(f"trainer.precision=fp32 with model.dtype={m.dtype} trains in pure 16-bit: planned as bf16")
         precision = "bf16"

@@ -10,29 +10,41 @@
                                clipo_config=CLIPOConfig(head_size=512, lam=0.2))
     trainer.train()
 
-Per generation batch (docs/trl.md), on every process, before TRL computes advantages:
+Per generation batch (docs/trl.md), on every process:
 
 1. ``correct_i = Σ_k w_k r_k,i > 0`` over the user's reward functions (NaN counts 0), as the paper's
    ``reward > 0``;
 2. ``h_i`` = mean of the policy's last-layer hidden states (the decoder output, after the final norm) over
    the completion tokens of prompt + completion (:func:`clipo.models.pool_hidden`), from the trainer's own
-   model, never from vLLM. When TRL runs its old-log-prob forward (vLLM importance-sampling correction, or
-   ``gradient_accumulation_steps`` not a multiple of ``steps_per_generation × num_iterations``) the states are
-   read from that forward with a hook; otherwise one extra no-grad forward runs (the lm_head on one column);
+   model, never from vLLM, read with a hook on the decoder from, in this order of preference
+   (``embedding_forward="auto"``):
+
+   * **single pass**: TRL's own training forward, when each process's generation batch is one micro-batch
+     used once (``steps_per_generation == 1``, ``num_iterations == 1``) and TRL runs no old-log-prob forward.
+     TRL first computes advantages with a zero ``clipo`` column (checked against :func:`grpo_advantages`, a
+     replica of TRL's formula; a mismatch is an error that names the TRL version); a ``clipo_row`` key follows
+     TRL's row shuffle; inside ``_compute_loss``, after the policy forward and before TRL reads
+     ``inputs["advantages"]``, steps 3-4 run and the advantages are recomputed and written back, so the update
+     uses the same advantages as the other regimes, and TRL's logged reward figures are corrected;
+   * TRL's no-grad old-log-prob forward, when it runs (vLLM importance-sampling correction, or
+     ``gradient_accumulation_steps`` not a multiple of ``steps_per_generation × num_iterations``);
+   * otherwise one extra no-grad forward (the lm_head on one column; also always with
+     ``embedding_forward="extra"`` when TRL runs no old-log-prob forward);
 3. ``h``, ``correct`` and the group ids (``global row // num_generations``, TRL's layout) are gathered from
    all processes; every process takes the same :meth:`clipo.training.head.HeadTrainer.step` (one AdamW step
    on the pre-update loss, infonce positives drawn from a generator seeded by ``(args.seed, head step)``);
 4. the rewards ``max(constant − λ·L_i·1[correct_i], floor)`` fill an extra reward column named ``clipo``
-   (weight 1), so TRL adds them to the weighted verifiable reward before its group normalisation.
+   (weight 1), so they are added to the weighted verifiable reward before the group normalisation.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
+import trl
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
@@ -45,7 +57,8 @@ from clipo.models.compat import accepts_logits_to_keep
 from clipo.training.config import ClipoConfig
 from clipo.training.head import HeadStepResult, HeadTrainer, build_head_trainer
 
-__all__ = ["HEAD_STATE_FILE", "HEAD_WEIGHTS_DIR", "CLIPOConfig", "CLIPOGRPOTrainer", "make_math_reward", "math_reward",
+__all__ = ["EMBEDDING_FORWARDS", "HEAD_STATE_FILE", "HEAD_WEIGHTS_DIR", "CLIPOConfig", "CLIPOGRPOTrainer",
+           "GroupAdvantages", "grpo_advantages", "make_math_reward", "math_reward", "nanstd",
            "positive_generator_seed"]
 
 #: File inside a TRL checkpoint folder holding the head's weights, AdamW state and step count.
@@ -54,6 +67,12 @@ HEAD_STATE_FILE = "clipo_head.pt"
 HEAD_WEIGHTS_DIR = "clipo_head"
 #: Name of the reward column that carries the contrastive reward (TRL logs it as ``rewards/clipo/mean``).
 REWARD_NAME = "clipo"
+#: Values of ``CLIPOGRPOTrainer(embedding_forward=...)``: "auto" reads the states from TRL's training forward
+#: when each generation batch is one micro-batch, else from TRL's old-log-prob forward, else runs one extra
+#: forward; "extra" never uses the training forward.
+EMBEDDING_FORWARDS = ("auto", "extra")
+#: Key added to TRL's generation batch: each row's index before TRL shuffles the batch (single-pass mode).
+ROW_KEY = "clipo_row"
 
 
 @dataclass
@@ -91,6 +110,58 @@ def positive_generator_seed(seed: int, head_step: int) -> int:
     return seed * 1_000_003 + head_step
 
 
+def nanstd(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Standard deviation ignoring NaN, with Bessel's correction, as TRL's ``nanstd``:
+    ``sqrt(mean_i (x_i − x̄)² · n/(n−1))`` over the ``n`` non-NaN entries (over ``dim``, or all of ``x``);
+    NaN where ``n <= 1``. The reduced dimension is dropped."""
+    mean = torch.nanmean(x, dim=dim, keepdim=True)
+    variance = torch.nanmean((x - mean) ** 2, dim=dim, keepdim=True)
+    count = torch.sum(~torch.isnan(x), dim=dim, keepdim=True)
+    correction = count / (count - 1)
+    correction = torch.where(count > 1, correction, torch.full_like(correction, float("nan")))
+    std = torch.sqrt(variance * correction)
+    return std.squeeze() if dim is None else std.squeeze(dim)
+
+
+class GroupAdvantages(NamedTuple):
+    """Output of :func:`grpo_advantages`, all ``[N]``."""
+
+    advantages: torch.Tensor  #: 0 for unscorable rows
+    rewards: torch.Tensor  #: the weighted reward sum, NaN for unscorable rows
+    std: torch.Tensor  #: the std each row's advantage is scaled by (group or batch)
+
+
+def grpo_advantages(rewards_per_func: torch.Tensor, weights: torch.Tensor, num_generations: int,
+                    scale_rewards: str) -> GroupAdvantages:
+    """TRL's GRPO advantages (``multi_objective_aggregation='sum_then_normalize'``) from ``rewards_per_func
+    [N, F]`` (all processes' rows, groups of ``num_generations`` consecutive rows; NaN = no reward):
+
+    * ``r_i = Σ_k w_k r_ik`` (NaN entries count 0), and ``r_i = NaN`` when row ``i`` is all NaN (unscorable);
+    * ``A_i = r_i − nanmean(r over i's group)``, divided by ``s_i + 1e-4`` unless ``scale_rewards='none'``,
+      where ``s_i`` = :func:`nanstd` of ``r`` over ``i``'s group (``'group'``, and ``'none'`` for the std
+      returned; 0 when ``num_generations == 1``) or over the whole batch (``'batch'``; 0 when ``N == 1``);
+    * ``A_i = 0`` where it is NaN (unscorable rows).
+
+    The operations are TRL's, in TRL's order, so the result matches TRL bit for bit on the same device."""
+    if scale_rewards not in ("group", "batch", "none"):
+        raise ValueError(f"scale_rewards={scale_rewards!r}: choose one of group, batch, none")
+    unscorable = torch.isnan(rewards_per_func).all(dim=1)
+    rewards = (rewards_per_func * weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
+    rewards[unscorable] = torch.nan
+    grouped = rewards.view(-1, num_generations)
+    mean = torch.nanmean(grouped, dim=1).repeat_interleave(num_generations, dim=0)
+    if scale_rewards == "batch":
+        std = nanstd(rewards).expand_as(rewards) if rewards.numel() > 1 else torch.zeros_like(rewards)
+    elif num_generations > 1:
+        std = nanstd(grouped, dim=1).repeat_interleave(num_generations, dim=0)
+    else:
+        std = torch.zeros_like(rewards)
+    advantages = rewards - mean
+    if scale_rewards != "none":
+        advantages = advantages / (std + 1e-4)
+    return GroupAdvantages(torch.nan_to_num(advantages, nan=0.0), rewards, std)
+
+
 def _no_reward(prompts: list[Any], completions: list[Any], **_: Any) -> list[None]:
     """Placeholder for the ``clipo`` reward column; the trainer fills it after the real reward functions."""
     return [None] * len(completions)
@@ -123,12 +194,23 @@ class CLIPOGRPOTrainer(GRPOTrainer):
     (:data:`HEAD_STATE_FILE`) and come back with ``train(resume_from_checkpoint=...)``; ``save_model`` also
     writes the head to ``<output_dir>/clipo_head``. Metrics are logged under ``clipo/``.
 
+    ``embedding_forward`` (:data:`EMBEDDING_FORWARDS`): ``"auto"`` (default) reads the embeddings from TRL's
+    training forward when each process's generation batch is one micro-batch and TRL runs no old-log-prob
+    forward (single pass; the head step and the advantages then happen inside that forward), else from TRL's
+    old-log-prob forward when it runs, else from one extra no-grad forward; ``"extra"`` never uses the
+    training forward. The metric ``clipo/single_pass`` says which ran.
+
     Requires ``multi_objective_aggregation="sum_then_normalize"`` (the default: CLIPO adds its reward before
     the group normalisation) and a text-only model.
     """
 
-    def __init__(self, *args: Any, clipo_config: CLIPOConfig | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, clipo_config: CLIPOConfig | None = None, embedding_forward: str = "auto",
+                 **kwargs: Any):
+        if embedding_forward not in EMBEDDING_FORWARDS:
+            raise ValueError(f"CLIPOGRPOTrainer(embedding_forward={embedding_forward!r}): choose one of "
+                             f"{', '.join(EMBEDDING_FORWARDS)}")
         super().__init__(*args, **kwargs)
+        self.embedding_forward = embedding_forward
         self.clipo_config = CLIPOConfig() if clipo_config is None else clipo_config
         self.head_trainer: HeadTrainer | None = None
         self.policy_frozen = False
@@ -137,6 +219,11 @@ class CLIPOGRPOTrainer(GRPOTrainer):
         self._clipo_batch: tuple[list, list] | None = None
         self._clipo_pooled: torch.Tensor | None = None
         self._clipo_capture = False
+        # Single pass: the generation batch's gathered rewards with a zero clipo column, waiting for the training
+        # forward, and the inputs of the _compute_loss call whose forward the states are read from.
+        self._clipo_single_pass = False
+        self._clipo_pending: torch.Tensor | None = None
+        self._clipo_loss_inputs: dict | None = None
         if not self.clipo_config.enabled:
             return
         if self.multi_objective_aggregation != "sum_then_normalize":
@@ -166,12 +253,21 @@ class CLIPOGRPOTrainer(GRPOTrainer):
         return bool(self.args.gradient_accumulation_steps % generate_every != 0
                     or (self.use_vllm and getattr(self, "vllm_importance_sampling_correction", False)))
 
+    def single_pass_applies(self) -> bool:
+        """Whether the embeddings come from TRL's training forward: ``embedding_forward="auto"``, TRL runs no
+        old-log-prob forward, and each process's generation batch is one micro-batch used once
+        (``steps_per_generation == 1``, ``num_iterations == 1``), so that forward sees every row before the
+        policy update and the rows' advantages can still be changed."""
+        return bool(self.embedding_forward == "auto" and self.args.steps_per_generation == 1
+                    and self.num_iterations == 1 and not self._old_logps_forward_runs())
+
     def _generate(self, prompts: list):
         out = super()._generate(prompts)
         if self.head_trainer is not None and self.model.training:
             self._clipo_batch = (out[0], out[1])  # prompt_ids_list, completion_ids_list (this process's rows)
             self._clipo_pooled = None
-            self._clipo_capture = self._old_logps_forward_runs()
+            self._clipo_single_pass = self.single_pass_applies()
+            self._clipo_capture = not self._clipo_single_pass and self._old_logps_forward_runs()
         return out
 
     @contextlib.contextmanager
@@ -195,6 +291,17 @@ class CLIPOGRPOTrainer(GRPOTrainer):
             handle.remove()
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        inputs = self._clipo_loss_inputs
+        if inputs is not None and torch.is_grad_enabled():
+            # Single pass: TRL's training forward over this micro-batch = the whole generation batch (shuffled).
+            # Its states give the head step, whose rewards give the advantages TRL reads after this call.
+            self._clipo_loss_inputs = None
+            pooled: list[torch.Tensor] = []
+            with self._capture_pooled(attention_mask[:, -logits_to_keep:], logits_to_keep, pooled):
+                result = super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                                    *args, **kwargs)
+            self._single_pass_step(inputs, torch.cat(pooled))
+            return result
         if not self._clipo_capture or model is not self.model or torch.is_grad_enabled():
             return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
                                                               *args, **kwargs)
@@ -274,6 +381,13 @@ class CLIPOGRPOTrainer(GRPOTrainer):
         verifiable = rewards_per_func[:, :-1]
         unscorable = torch.isnan(verifiable).all(1)  # TRL zeroes their advantage; keep them all-NaN
         column = torch.zeros(rewards_per_func.shape[0], device=rewards_per_func.device)
+        if self.model.training and self._clipo_batch is not None and self._clipo_single_pass:
+            # The head steps in the training forward (_single_pass_step); TRL's advantages are redone there.
+            self._clipo_batch, self._clipo_single_pass = None, False
+            column[unscorable] = float("nan")
+            rewards_per_func[:, -1] = column
+            self._clipo_pending = rewards_per_func.clone()
+            return rewards_per_func
         if self.model.training and self._clipo_batch is not None:
             pooled = self._clipo_pooled
             if pooled is None:
@@ -282,15 +396,102 @@ class CLIPOGRPOTrainer(GRPOTrainer):
             self._clipo_batch, self._clipo_pooled = None, None
             self.policy_frozen = self.head_trainer.in_warmup and not self.clipo_config.fixed_head
             self.last_head_result = result
-            column = result.rewards.to(column.device, torch.float32)
-            self._log_head_metrics(result, rewards_per_func.shape[0])
+            column = result.rewards.to(column.device, torch.float32, copy=True)  # result stays NaN-free
+            self._log_head_metrics(result, rewards_per_func.shape[0], single_pass=False)
         column[unscorable] = float("nan")
         rewards_per_func[:, -1] = column
         return rewards_per_func
 
-    def _log_head_metrics(self, result: HeadStepResult, rows: int) -> None:
+    # ------------------------------------------------------------------ single pass
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        pending = self._clipo_pending
+        if pending is None or not self.model.training:
+            return output
+        local = output["advantages"]
+        n = local.shape[0]
+        start = self.accelerator.process_index * n
+        # Our replica of TRL's formula must give TRL's advantages on the same rewards, or the ones written in
+        # the training forward would silently differ from what this TRL version would compute.
+        replica = grpo_advantages(pending, self.reward_weights, self.num_generations, self.scale_rewards)
+        if not torch.allclose(replica.advantages[start:start + n].to(local.device), local, atol=1e-5, rtol=1e-5):
+            raise RuntimeError(f"CLIPOGRPOTrainer: TRL {trl.__version__} computes GRPO advantages differently from "
+                               "clipo's replica (clipo.integrations.trl.grpo_advantages); pass "
+                               "CLIPOGRPOTrainer(embedding_forward='extra') to use the extra-forward mode")
+        # TRL shuffles the batch's rows (shuffle_sequence_dict) before the training forward; this key follows.
+        output[ROW_KEY] = torch.arange(n, device=local.device)
+        return output
+
+    def _compute_loss(self, model, inputs):
+        if ROW_KEY not in inputs or not self.model.training or not torch.is_grad_enabled():
+            return super()._compute_loss(model, inputs)
+        if self._clipo_pending is None:
+            raise RuntimeError("CLIPOGRPOTrainer: a single-pass micro-batch reached _compute_loss twice (or without "
+                               "its rewards); pass CLIPOGRPOTrainer(embedding_forward='extra')")
+        self._clipo_loss_inputs = inputs
+        try:
+            loss = super()._compute_loss(model, inputs)
+            if self._clipo_loss_inputs is not None:  # TRL's loss took another path than its logps forward
+                raise RuntimeError(f"CLIPOGRPOTrainer: TRL {trl.__version__}'s _compute_loss did not call "
+                                   "_get_per_token_logps_and_entropies with gradients, so the single-pass embeddings "
+                                   "could not be read; pass CLIPOGRPOTrainer(embedding_forward='extra')")
+            return loss
+        finally:
+            self._clipo_loss_inputs = None
+
+    def _single_pass_step(self, inputs: dict, pooled: torch.Tensor) -> None:
+        """The head step on the training forward's ``pooled [n, H]`` (TRL's shuffled order), then this batch's
+        contrastive rewards into the clipo column, the advantages recomputed with TRL's formula and written into
+        ``inputs["advantages"]`` (shuffled order), and TRL's already-logged reward figures corrected."""
+        rewards_per_func, self._clipo_pending = self._clipo_pending, None
+        rows = inputs[ROW_KEY].to(pooled.device)
+        unshuffled = torch.empty_like(pooled)
+        unshuffled[rows] = pooled  # shuffled row j is original row rows[j]
+        verifiable = rewards_per_func[:, :-1]
+        result = self.contrastive_step(unshuffled, verifiable)
+        self.policy_frozen = self.head_trainer.in_warmup and not self.clipo_config.fixed_head
+        self.last_head_result = result
+        column = result.rewards.to(rewards_per_func.device, torch.float32, copy=True)
+        column[torch.isnan(verifiable).all(1)] = float("nan")
+        rewards_per_func[:, -1] = column
+        advantages = grpo_advantages(rewards_per_func, self.reward_weights, self.num_generations,
+                                     self.scale_rewards)
+        n = pooled.shape[0]
+        start = self.accelerator.process_index * n
+        local = advantages.advantages[start:start + n].to(inputs["advantages"].device, inputs["advantages"].dtype)
+        inputs["advantages"] = local[rows.to(local.device)]
+        self._log_head_metrics(result, rewards_per_func.shape[0], single_pass=True)
+        self._rewrite_reward_logs(rewards_per_func, advantages)
+
+    def _rewrite_reward_logs(self, rewards_per_func: torch.Tensor, advantages: GroupAdvantages) -> None:
+        """Replace what TRL logged for this batch with the zero clipo column by the figures on the real one."""
+        metrics = self._metrics["train"]
+        column = rewards_per_func[:, -1]
+        figures = {f"rewards/{REWARD_NAME}/mean": torch.nanmean(column).item(),
+                   f"rewards/{REWARD_NAME}/std": nanstd(column).item(),
+                   "reward": torch.nanmean(advantages.rewards).item(),
+                   "reward_std": nanstd(advantages.rewards).item(),
+                   "frac_reward_zero_std": torch.isclose(advantages.std, torch.zeros_like(advantages.std))
+                   .float().mean().item()}
+        for key, value in figures.items():
+            if metrics.get(key):
+                metrics[key][-1] = value
+        logs = getattr(self, "_logs", None)
+        if logs is None:
+            return
+        for log, values in ((logs["rewards"].get(REWARD_NAME), column.tolist()),
+                            (logs.get("advantages"), advantages.advantages.tolist())):
+            if log is None:
+                continue
+            tail = min(len(values), len(log))
+            for offset in range(1, tail + 1):
+                log[-offset] = values[-offset]
+
+    def _log_head_metrics(self, result: HeadStepResult, rows: int, *, single_pass: bool) -> None:
         m = {key.split("/", 1)[1]: float(value) for key, value in result.metrics.items()}
         metrics = self._metrics["train"]
+        metrics["clipo/single_pass"].append(float(single_pass))
         metrics["clipo/loss"].append(m["loss"])
         metrics["clipo/reward_mean"].append(float(result.rewards.float().mean()))
         metrics["clipo/valid_anchor_frac"].append(m["num_anchors"] / max(rows, 1))

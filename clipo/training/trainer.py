@@ -24,6 +24,7 @@ and its metrics in :mod:`clipo.training.step`, checkpoints in :mod:`clipo.traini
 """
 from __future__ import annotations
 
+import logging
 import signal
 import time
 import warnings
@@ -71,7 +72,7 @@ from clipo.training.pipeline import (
     sampling_params,
     score_responses,
 )
-from clipo.training.precision import autocast_context, prepare_master_weights
+from clipo.training.precision import autocast_context, prepare_master_weights, resolve_precision
 from clipo.training.run_folder import RunFolder, SampleRecord, append_jsonl
 from clipo.training.run_safety import RunClaim, claim_run_folder
 from clipo.training.signals import Preempted, PreemptionGuard
@@ -88,6 +89,8 @@ from clipo.training.step import (
 )
 from clipo.training.threads import set_threads
 from clipo.training.tracking import MetricsLogger
+
+_log = logging.getLogger("clipo.training")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -120,6 +123,11 @@ class RLTrainer:
         t.prompts_per_step = per_process_prompts(config, self.world_size)
         torch.manual_seed(t.seed)
         set_threads(t.num_threads, announce=self.is_main and self.device.type == "cpu")
+        requested = t.precision
+        t.precision = resolve_precision(t.precision, self.device)  # 'auto' -> what pays on this device
+        if requested == "auto" and self.is_main:
+            _log.info("clipo: trainer.precision=auto -> %s on %s (trainer.precision=fp32|bf16-mixed to override)",
+                      t.precision, self.device.type)
 
         self.model = model.to(self.device)
         prepare_master_weights(self.model, t.precision)  # fp32 master weights under bf16-mixed; warns for 16-bit ones
@@ -240,7 +248,7 @@ class RLTrainer:
     def _autocast(self) -> Any:
         """The context of every policy / reference forward and rollout: bf16 autocast under
         trainer.precision=bf16-mixed, else a no-op (clipo.training.precision). Backward and the loss run outside it."""
-        return autocast_context(self.config.trainer.precision, self.device)
+        return autocast_context(self.config.trainer.precision, self.device, self.model)
 
     def _shared_group_size(self, rollouts: Any) -> int | None:
         """rollout.n when prompt sharing is on and the rows are whole contiguous groups of n (else None)."""

@@ -197,19 +197,28 @@ TWO_PROCESS_SCRIPT = ROOT / "tests" / "integrations" / "trl_two_process.py"
 @pytest.mark.slow
 def test_two_processes_keep_identical_heads(tmp_path):
     """(c) torchrun, 2 CPU processes (gloo): each process holds half of every generation batch; after
-    training the head copies are equal, moved, and stepped on the gathered rows (about 20 s)."""
+    training the head copies are equal, moved, and stepped on the gathered rows, in single-pass mode (states
+    from TRL's training forward) and with the extra forward, and both modes end at the same head and policy
+    (about 40 s)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(TWO_PROCESS_SCRIPT), str(tmp_path)]
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
-    states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-    for name, value in states[0]["head"].items():
-        assert torch.equal(value, states[1]["head"][name])
-        assert not torch.equal(value, states[0]["initial"][name])
-    assert states[0]["steps_done"] == states[1]["steps_done"] == 2
-    # Every head step saw both processes' rows: one prompt's group of 4, 2 completions on each process.
-    assert states[0]["rows_seen"] == states[1]["rows_seen"] == [4, 4]
+    runs = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for mode, single_pass in (("auto", [1.0, 1.0]), ("extra", [0.0, 0.0])):
+        states = [run[mode] for run in runs]
+        for name, value in states[0]["head"].items():
+            assert torch.equal(value, states[1]["head"][name])
+            assert not torch.equal(value, states[0]["initial"][name])
+        assert states[0]["steps_done"] == states[1]["steps_done"] == 2
+        # Every head step saw both processes' rows: one prompt's group of 4, 2 completions on each process.
+        assert states[0]["rows_seen"] == states[1]["rows_seen"] == [4, 4]
+        assert states[0]["single_pass"] == single_pass
+    for run in runs:  # the gathered rows are un-shuffled per process, so both modes step alike
+        for part in ("head", "policy"):
+            for name, value in run["auto"][part].items():
+                torch.testing.assert_close(value, run["extra"][part][name], atol=1e-6, rtol=0)
 
 
 def test_states_are_read_from_trls_old_logprob_forward_when_it_runs(tokenizer, tmp_path):

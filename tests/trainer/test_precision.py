@@ -20,8 +20,10 @@ from clipo.training.precision import (
     PRECISIONS,
     PurePrecisionWarning,
     autocast_context,
+    cpu_bf16_flags,
     master_dtype,
     prepare_master_weights,
+    resolve_precision,
 )
 
 STEPS = 10
@@ -116,21 +118,40 @@ def test_master_weights_and_adamw_state_dtype(runs, precision, dtype):
     assert all(b.dtype == torch.float32 for name, b in trainer.model.named_buffers() if "inv_freq" in name)
 
 
-def test_fp32_is_the_default_and_unchanged(prompts_file, tmp_path):
-    """Two steps with trainer.precision=fp32 give exactly the parameters of a run without the key, and nothing
-    in them ran under autocast."""
-    assert load_config().trainer.precision == "fp32"
-    finals = []
-    for i, extra in enumerate([(), ("trainer.precision=fp32",)]):
-        trainer = _trainer(prompts_file, tmp_path / str(i), "trainer.max_steps=2", *extra)
-        seen = _record_lm_head(trainer.model)
-        for _ in range(2):
-            trainer.train_step()
-        assert seen and {dtype for dtype, _ in seen} == {torch.float32} and not any(on for _, on in seen)
-        finals.append(trainer.model.state_dict())
-    assert finals[0].keys() == finals[1].keys()
-    for name in finals[0]:
-        assert torch.equal(finals[0][name], finals[1][name]), name
+def test_fp32_runs_nothing_under_autocast(prompts_file, tmp_path):
+    """trainer.precision=fp32: every lm_head output of two steps is float32 and computed outside autocast."""
+    trainer = _trainer(prompts_file, tmp_path, "trainer.max_steps=2", "trainer.precision=fp32")
+    seen = _record_lm_head(trainer.model)
+    for _ in range(2):
+        trainer.train_step()
+    assert seen and {dtype for dtype, _ in seen} == {torch.float32} and not any(on for _, on in seen)
+
+
+def test_auto_is_the_default_and_follows_the_hardware(prompts_file, tmp_path, caplog):
+    """``auto`` (the default) is bf16-mixed on a CPU with native bf16 matrix instructions and fp32 on one
+    without; the trainer resolves it, logs the choice and keeps the resolved value in its config."""
+    assert load_config().trainer.precision == "auto"
+    assert resolve_precision("auto", "cpu", cpu_flags=["avx512_bf16"]) == "bf16-mixed"
+    assert resolve_precision("auto", "cpu", cpu_flags=["amx_bf16"]) == "bf16-mixed"
+    assert resolve_precision("auto", "cpu", cpu_flags=[]) == "fp32"
+    for explicit in ("fp32", "bf16-mixed", "bf16"):
+        assert resolve_precision(explicit, "cpu", cpu_flags=["avx512_bf16"]) == explicit
+    expected = "bf16-mixed" if cpu_bf16_flags() else "fp32"
+    with caplog.at_level(logging.INFO, logger="clipo.training"):
+        trainer = _trainer(prompts_file, tmp_path, "trainer.max_steps=1", "trainer.precision=auto")
+    assert trainer.config.trainer.precision == expected
+    assert f"trainer.precision=auto -> {expected}" in caplog.text
+    with pytest.raises(ValueError, match="resolve it"):
+        master_dtype("auto")
+
+
+def test_cpu_bf16_flags_reads_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert cpu_bf16_flags(str(info)) == ["avx512_bf16"]
+    info.write_text("flags\t\t: fpu sse avx2\n")
+    assert cpu_bf16_flags(str(info)) == []
+    assert cpu_bf16_flags(str(tmp_path / "missing")) == []
 
 
 def _record_lm_head(model):
@@ -181,11 +202,11 @@ def test_logp_and_pooling_stay_float32_under_autocast():
 
 
 def test_precision_choices_are_validated():
-    with pytest.raises(ConfigError, match=r"trainer\.precision: 'fp16' is not one of fp32, bf16-mixed, bf16"):
+    with pytest.raises(ConfigError, match=r"trainer\.precision: 'fp16' is not one of auto, fp32, bf16-mixed, bf16"):
         load_config(overrides=["trainer.precision=fp16"])
     for precision in PRECISIONS:
         assert load_config(overrides=[f"trainer.precision={precision}"]).trainer.precision == precision
-    assert "precision: 'fp32'" in describe() and "bf16-mixed" in describe()
+    assert "precision: 'auto'" in describe() and "bf16-mixed" in describe()
 
 
 def test_master_dtype_and_autocast_context():

@@ -47,7 +47,7 @@ def measure(model: Any, tokenizer: Any, config: Any, *, samples: int = 4, seed: 
     device = next(model.parameters()).device
 
     def generate(prompts: list[str], params: Any) -> Any:  # under trainer.precision's autocast, as in training
-        with autocast_context(config.trainer.precision, device):
+        with autocast_context(config.trainer.precision, device, model):
             return engine.generate(prompts, params)
 
     out: dict[str, float] = {}
