@@ -11,15 +11,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from clipo.apps.demo.data import builtin_dataset
 from clipo.apps.demo.warmstart import load_builtin_model
 from clipo.data import DATA_DIR_ENV, PromptDataset, data_root, load_prompts, resolve_data_path
 from clipo.data.render import chooses_chat_template
 from clipo.models import LoraSpec, load_policy, load_tokenizer
 from clipo.training.config import Config, ConfigError
-from clipo.training.precision import master_dtype, resolve_precision
+from clipo.training.precision import master_dtype
 from clipo.training.trainer import RLTrainer
 
 BUILTIN_PREFIX = "builtin:"
@@ -92,9 +90,8 @@ def resolve_model(config: Config) -> tuple[Any, Any]:
         _log.info("clipo: prompts use %s (model.use_chat_template=auto; set true/false to choose)",
                   "the tokenizer's chat template" if chooses_chat_template(tokenizer)
                   else "raw text: the tokenizer has no chat template")
-    # 'auto' resolved for the device the trainer will pick (its choice decides the master weights' dtype)
-    device = "cuda" if torch.cuda.is_available() and config.trainer.device != "cpu" else "cpu"
-    precision = resolve_precision(config.trainer.precision, device)
+    # 'auto' is bf16-mixed or fp32 (never pure 16-bit): either way the trained weights are float32
+    precision = "bf16-mixed" if config.trainer.precision == "auto" else config.trainer.precision
     dtype = m.dtype if lora is not None and precision == "bf16-mixed" else master_dtype(precision, m.dtype)
     model = load_policy(m.name_or_path, dtype=dtype, trust_remote_code=m.trust_remote_code, gguf_file=m.gguf_file,
                         gradient_checkpointing=m.gradient_checkpointing, lora=lora)

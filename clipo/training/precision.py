@@ -1,7 +1,8 @@
 """Training precision (``trainer.precision``): which dtype the policy's weights live in, and which dtype it computes in.
 
 * ``auto`` (default): ``bf16-mixed`` where the hardware computes bf16 matrix products natively (a CUDA GPU
-  that supports bf16; a CPU with AVX512-BF16 or AMX-BF16 instructions), else ``fp32``
+  that supports bf16; a CPU with AVX512-BF16 or AMX-BF16 instructions, for models of hidden size >= 256), else
+  ``fp32``
   (:func:`resolve_precision`; the trainer logs its choice and saves the resolved value in the run's config).
 * ``fp32``: no autocast; the weights stay in the dtype they were loaded in (``model.dtype``, float32
   by default).
@@ -32,12 +33,17 @@ import torch
 from clipo.models import fp32_attention_on_cpu, resolve_dtype
 
 __all__ = ["PRECISIONS", "PurePrecisionWarning", "autocast_context", "cpu_bf16_flags", "master_dtype",
-           "prepare_master_weights", "resolve_precision"]
+           "prepare_master_weights", "resolve_precision", "CPU_BF16_MIN_HIDDEN"]
 
 #: The values of ``trainer.precision``.
 PRECISIONS = ("auto", "fp32", "bf16-mixed", "bf16")
 #: CPU flags (``/proc/cpuinfo``) of native bf16 matrix instructions, which make bf16 autocast pay on a CPU.
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+#: Smallest hidden size for which ``auto`` picks bf16-mixed on a CPU. Below it the matrix products are too small
+#: for bf16 to pay for autocast's casts: on this project's AVX512-BF16 CPU the demo's model (hidden 96) trained
+#: 60 RL steps in 73 s under bf16-mixed against 61 s in fp32, while the benchmark model (hidden 256) took 0.68x
+#: the fp32 step (README, "Performance").
+CPU_BF16_MIN_HIDDEN = 256
 
 _log = logging.getLogger("clipo.training")
 
@@ -67,23 +73,32 @@ def cpu_bf16_flags(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
     return []
 
 
-def resolve_precision(precision: str, device: torch.device | str, *, cpu_flags: list[str] | None = None) -> str:
+def resolve_precision(precision: str, device: torch.device | str, *, model: torch.nn.Module | None = None,
+                      cpu_flags: list[str] | None = None) -> str:
     """``trainer.precision`` with ``auto`` replaced by what pays on ``device``: ``bf16-mixed`` on a CUDA GPU that
-    supports bf16 or on a CPU with native bf16 matrix instructions (``cpu_flags``, default
-    :func:`cpu_bf16_flags`), else ``fp32``. Other values come back unchanged.
+    supports bf16, or on a CPU with native bf16 matrix instructions (``cpu_flags``, default
+    :func:`cpu_bf16_flags`) for a ``model`` whose ``config.hidden_size`` is at least
+    :data:`CPU_BF16_MIN_HIDDEN` (or unknown); else ``fp32``. Other values come back unchanged.
 
-    Why bf16-mixed on such a CPU: the tiny benchmark's training step takes ~0.68x the fp32 time (matrix
-    products ~2.5x faster, attention kept in fp32: :mod:`clipo.models.attention`) and the demo trains to the same
-    accuracy (README, "Performance")."""
+    Why bf16-mixed on such a CPU: the benchmark model's training step takes ~0.68x the fp32 time (matrix
+    products ~2.5x faster, attention kept in fp32: :mod:`clipo.models.attention`) and trains the same
+    (README, "Performance")."""
     _check(precision)
     if precision != "auto":
         return precision
     device = torch.device(device)
     if device.type == "cuda":
         return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu":
-        return "bf16-mixed" if (cpu_bf16_flags() if cpu_flags is None else cpu_flags) else "fp32"
-    return "fp32"
+    if device.type != "cpu" or not (cpu_bf16_flags() if cpu_flags is None else cpu_flags):
+        return "fp32"
+    hidden = getattr(getattr(_base(model), "config", None), "hidden_size", None) if model is not None else None
+    return "fp32" if isinstance(hidden, int) and hidden < CPU_BF16_MIN_HIDDEN else "bf16-mixed"
+
+
+def _base(model: torch.nn.Module) -> torch.nn.Module:
+    """The Hugging Face model inside a DDP or peft wrapper."""
+    model = getattr(model, "module", model)
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def master_dtype(precision: str, model_dtype: str | torch.dtype = "float32") -> torch.dtype:
@@ -112,7 +127,7 @@ def autocast_context(precision: str, device: torch.device | str,
     faster in bf16). Backward must run outside the context (as PyTorch's autocast recipe says); the trainer only
     wraps forwards, and the attention's backward follows the dtype its forward recorded.
     """
-    precision = resolve_precision(precision, device)
+    precision = resolve_precision(precision, device, model=model)
     if precision != "bf16-mixed":
         return contextlib.nullcontext()
     device_type = torch.device(device).type
@@ -134,7 +149,7 @@ def prepare_master_weights(model: torch.nn.Module, precision: str) -> torch.nn.M
     """
     if precision == "auto":
         first = next(model.parameters(), None)
-        precision = resolve_precision(precision, first.device if first is not None else "cpu")
+        precision = resolve_precision(precision, first.device if first is not None else "cpu", model=model)
     _check(precision)
     trainable = [p for p in model.parameters() if p.requires_grad and p.is_floating_point()]
     if precision == "bf16-mixed":

@@ -124,7 +124,7 @@ class RLTrainer:
         torch.manual_seed(t.seed)
         set_threads(t.num_threads, announce=self.is_main and self.device.type == "cpu")
         requested = t.precision
-        t.precision = resolve_precision(t.precision, self.device)  # 'auto' -> what pays on this device
+        t.precision = resolve_precision(t.precision, self.device, model=model)  # 'auto' -> what pays here
         if requested == "auto" and self.is_main:
             _log.info("clipo: trainer.precision=auto -> %s on %s (trainer.precision=fp32|bf16-mixed to override)",
                       t.precision, self.device.type)

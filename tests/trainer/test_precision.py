@@ -136,9 +136,16 @@ def test_auto_is_the_default_and_follows_the_hardware(prompts_file, tmp_path, ca
     assert resolve_precision("auto", "cpu", cpu_flags=[]) == "fp32"
     for explicit in ("fp32", "bf16-mixed", "bf16"):
         assert resolve_precision(explicit, "cpu", cpu_flags=["avx512_bf16"]) == explicit
-    expected = "bf16-mixed" if cpu_bf16_flags() else "fp32"
+    # below hidden 256 the matrix products are too small for bf16 to pay on a CPU
+    tok = build_tiny_tokenizer()
+    small, wide = build_tiny_model(tok, hidden_size=96), build_tiny_model(tok, hidden_size=256)
+    assert resolve_precision("auto", "cpu", model=small, cpu_flags=["avx512_bf16"]) == "fp32"
+    assert resolve_precision("auto", "cpu", model=wide, cpu_flags=["avx512_bf16"]) == "bf16-mixed"
+    assert resolve_precision("auto", "cpu", model=wide, cpu_flags=[]) == "fp32"
+    hidden = 256 if cpu_bf16_flags() else 0
     with caplog.at_level(logging.INFO, logger="clipo.training"):
         trainer = _trainer(prompts_file, tmp_path, "trainer.max_steps=1", "trainer.precision=auto")
+    expected = "bf16-mixed" if hidden and trainer.model.config.hidden_size >= hidden else "fp32"
     assert trainer.config.trainer.precision == expected
     assert f"trainer.precision=auto -> {expected}" in caplog.text
     with pytest.raises(ValueError, match="resolve it"):
