@@ -23,8 +23,8 @@ clipo short, TRL short, then the reverse order in the next repetition) so that m
 Both use the same torch thread count (``--threads``, default 1; ``--threads 0`` gives each side its own default).
 Precision: ``clipo`` runs its default (``trainer.precision=auto``: bf16-mixed on a CPU with AVX512-BF16, fp32 on
 one without); ``clipo-fp32`` / ``clipo-bf16`` pin it; ``TRL`` runs fp32 (``bf16=False``, its faster setting on
-this CPU) and ``TRL-bf16`` TRL's own default ``bf16=True``. ``--sides clipo,clipo-fp32,TRL`` runs three; every
-ratio has the first as numerator. Reported: per-repetition ratios, their median and range.
+this CPU) and ``TRL-bf16`` TRL's own default ``bf16=True``. ``--sides clipo,clipo-fp32,TRL`` runs three and
+prints the ratio of every pair (the earlier-named side as numerator). Reported: per-repetition ratios, their median and range.
 """
 from __future__ import annotations
 
@@ -160,12 +160,12 @@ def main() -> None:
     for side in sides:
         xs = per_step[side]
         print(f"{side:>12}: per-step median {statistics.median(xs):.3f} s (range {min(xs):.3f}-{max(xs):.3f})")
-    first = sides[0]
-    for other in sides[1:]:
-        ratios = [x / y for x, y in zip(per_step[first], per_step[other])]
-        label = "CLIPO on / off" if (first, other) == ("clipo+CLIPO", "clipo") else f"{first} / {other}"
-        print(f"{label} per-step ratio: median {statistics.median(ratios):.3f} "
-              f"(range {min(ratios):.3f}-{max(ratios):.3f})")
+    for i, first in enumerate(sides):
+        for other in sides[i + 1:]:
+            ratios = [x / y for x, y in zip(per_step[first], per_step[other])]
+            label = "CLIPO on / off" if (first, other) == ("clipo+CLIPO", "clipo") else f"{first} / {other}"
+            print(f"{label} per-step ratio: median {statistics.median(ratios):.3f} "
+                  f"(range {min(ratios):.3f}-{max(ratios):.3f})")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ PRECISIONS = ("auto", "fp32", "bf16-mixed", "bf16")
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 #: Smallest hidden size for which ``auto`` picks bf16-mixed on a CPU. Below it the matrix products are too small
 #: for bf16 to pay for autocast's casts: on this project's AVX512-BF16 CPU the demo's model (hidden 96) trained
-#: 60 RL steps in 73 s under bf16-mixed against 61 s in fp32, while the benchmark model (hidden 256) took 0.68x
+#: 60 RL steps in 73 s under bf16-mixed against 61 s in fp32, while the benchmark model (hidden 256) took 0.78x
 #: the fp32 step (README, "Performance").
 CPU_BF16_MIN_HIDDEN = 256
 
@@ -80,7 +80,7 @@ def resolve_precision(precision: str, device: torch.device | str, *, model: torc
     :func:`cpu_bf16_flags`) for a ``model`` whose ``config.hidden_size`` is at least
     :data:`CPU_BF16_MIN_HIDDEN` (or unknown); else ``fp32``. Other values come back unchanged.
 
-    Why bf16-mixed on such a CPU: the benchmark model's training step takes ~0.68x the fp32 time (matrix
+    Why bf16-mixed on such a CPU: the benchmark model's training step takes ~0.78x the fp32 time (SmolLM2-135M ~0.83x) (matrix
     products ~2.5x faster, attention kept in fp32: :mod:`clipo.models.attention`) and trains the same
     (README, "Performance")."""
     _check(precision)
