@@ -5,6 +5,7 @@ Run from the repository root (needs ``pip install trl``)::
     python benchmarks/bench_e2e_vs_trl.py                           # tiny workload, 3 repetitions
     python benchmarks/bench_e2e_vs_trl.py --reps 5 --long 14
     python benchmarks/bench_e2e_vs_trl.py --clipo-overhead          # clipo train with CLIPO on vs off
+    python benchmarks/bench_e2e_vs_trl.py --clipo-overhead --threads 1 --clock cpu   # CPU time: less noise
     python benchmarks/bench_e2e_vs_trl.py --workload smollm2 --reps 1 --long 4   # SmolLM2-135M on GSM8K (slow)
 
 Workloads (the same on both sides: model, prompts, reward, learning rate 1e-5, no KL, one optimizer step per RL
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -99,13 +101,21 @@ def trl_command(w: dict, data: Path, steps: int, out: Path, threads: int, bf16: 
             "--reward", w["reward"], *(["--bf16"] if bf16 else [])]
 
 
-def timed(command: list[str], env: dict) -> float:
-    start = time.perf_counter()
+def children_cpu_seconds() -> float:
+    """User + system CPU time of every finished child process so far (``getrusage(RUSAGE_CHILDREN)``)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(command: list[str], env: dict, clock: str = "wall") -> float:
+    """Seconds one whole process took: wall-clock, or (``clock="cpu"``) the CPU time it used, which other work on a
+    shared machine perturbs far less (with one torch thread, CPU time ≈ wall time on an idle machine)."""
+    start, cpu_start = time.perf_counter(), children_cpu_seconds()
     result = subprocess.run(command, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, children_cpu_seconds() - cpu_start
     if result.returncode != 0:
         raise SystemExit(f"failed ({result.returncode}): {' '.join(command)}\n{result.stderr[-3000:]}")
-    return wall
+    return cpu if clock == "cpu" else wall
 
 
 def main() -> None:
@@ -118,6 +128,9 @@ def main() -> None:
                          "default, i.e. each side's own default; -1: torch's default on both")
     ap.add_argument("--force-length", action="store_true", help="tiny: suppress EOS so every response is full length")
     ap.add_argument("--clipo-overhead", action="store_true", help="clipo train with CLIPO on vs off instead of TRL")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="per-process time: wall-clock (default) or CPU time (user + system; less sensitive to other "
+                         "work on the machine; use with --threads 1, where spinning OpenMP threads add none)")
     ap.add_argument("--sides", default=None,
                     help=f"comma-separated contenders, the first is the numerator of every ratio (from {', '.join(SIDES)}; "
                          "default clipo,TRL; with --clipo-overhead clipo+CLIPO,clipo)")
@@ -147,7 +160,7 @@ def main() -> None:
         walls: dict[tuple[str, int], float] = {}
         for steps in (args.long, 2):
             for side in order:
-                walls[side, steps] = timed(command(side, steps, f"{rep}-{steps}"), env)
+                walls[side, steps] = timed(command(side, steps, f"{rep}-{steps}"), env, args.clock)
         for side in sides:
             per_step[side].append((walls[side, args.long] - walls[side, 2]) / (args.long - 2))
         print(f"rep {rep + 1}: " + "  ".join(
@@ -156,7 +169,8 @@ def main() -> None:
 
     print(f"command: python {' '.join(sys.argv)}")
     print(f"workload: {args.workload} ({w['prompts']} prompts x {w['n']} samples x {w['max_new']} new tokens, "
-          f"micro-batch {w['micro']}), threads {args.threads}, {args.reps} repetitions of {args.long} vs 2 steps")
+          f"micro-batch {w['micro']}), threads {args.threads}, {args.reps} repetitions of {args.long} vs 2 steps, "
+          f"{args.clock} time")
     for side in sides:
         xs = per_step[side]
         print(f"{side:>12}: per-step median {statistics.median(xs):.3f} s (range {min(xs):.3f}-{max(xs):.3f})")
