@@ -64,6 +64,20 @@ def prompts_file(rows: list[dict] | None = None) -> Path:
     return path
 
 
+def gsm8k_prompts_file(folder: Path, count: int = 256) -> Path:
+    """The first ``count`` rows of the paper's GSM8K training parquet (``$CLIPO_DATA_DIR``, else ``../shared/data/clipo``
+    beside the checkout) as a clipo JSONL prompt file in ``folder`` (prompt, answer, data_source)."""
+    import pandas as pd
+
+    root = Path(os.environ.get("CLIPO_DATA_DIR", REPO.parent / "shared" / "data" / "clipo"))
+    frame = pd.read_parquet(root / "train" / "gsm8k.parquet").head(count)
+    rows = [{"prompt": p[0]["content"], "answer": rm["ground_truth"], "data_source": "conrl/gsm8k"}
+            for p, rm in zip(frame["prompt"], frame["reward_model"])]
+    path = folder / "gsm8k.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 def clipo_overrides(data: Path, *, prompts: int, n: int, max_new: int, clipo_on: bool, algorithm: str = "grpo",
                     extra: tuple = ()) -> list[str]:
     out = Path(tempfile.mkdtemp(prefix="clipo_bench_run_"))

