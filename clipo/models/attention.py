@@ -24,7 +24,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from clipo.models.compat import unwrap
+from clipo.models.compat import base_model
 
 __all__ = ["CPU_FP32_SDPA", "fp32_attention_on_cpu", "sdpa_fp32_on_cpu"]
 
@@ -62,8 +62,7 @@ def fp32_attention_on_cpu(model: torch.nn.Module) -> Iterator[None]:
 
     Only a model on the CPU whose attention implementation is ``sdpa`` is switched (eager, flash or a
     user's own implementation are left alone); the previous implementation comes back on exit."""
-    base = unwrap(model)
-    base = base.get_base_model() if hasattr(base, "get_base_model") else base
+    base = base_model(model)
     config = getattr(base, "config", None)
     switch = (config is not None and getattr(config, "_attn_implementation", None) == "sdpa"
               and _on_cpu(base))

@@ -29,10 +29,15 @@ def new_dynamic_cache(model: torch.nn.Module):
         return DynamicCache()
 
 
+def base_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The Hugging Face model under a ``DistributedDataParallel`` and/or peft wrapper (``model`` itself if none)."""
+    model = unwrap(model)
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def cache_kwarg(model: torch.nn.Module) -> str:
     """Name of the KV-cache argument of the model's forward: `cache` (transformers >= 5.x) or `past_key_values`."""
-    model = unwrap(model)
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     try:
         return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
     except (TypeError, ValueError):  # pragma: no cover
@@ -41,8 +46,7 @@ def cache_kwarg(model: torch.nn.Module) -> str:
 
 def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
     """Whether the underlying HF causal LM's forward takes `logits_to_keep` (transformers >= 4.50 models)."""
-    model = unwrap(model)
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     try:
         return "logits_to_keep" in inspect.signature(base.forward).parameters
     except (TypeError, ValueError):

@@ -24,6 +24,7 @@ pure 16-bit training as before, and warns like ``bf16``). See docs/algorithms.md
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import warnings
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from typing import Any
 import torch
 
 from clipo.models import fp32_attention_on_cpu, resolve_dtype
+from clipo.models.compat import base_model
 
 __all__ = ["PRECISIONS", "PurePrecisionWarning", "autocast_context", "cpu_bf16_flags", "master_dtype",
            "prepare_master_weights", "resolve_precision", "CPU_BF16_MIN_HIDDEN"]
@@ -81,8 +83,8 @@ def resolve_precision(precision: str, device: torch.device | str, *, model: torc
     :func:`cpu_bf16_flags`) for a ``model`` whose ``config.hidden_size`` is at least
     :data:`CPU_BF16_MIN_HIDDEN` (or unknown); else ``fp32``. Other values come back unchanged.
 
-    Why bf16-mixed on such a CPU: the benchmark model's training step takes ~0.78x the fp32 time (SmolLM2-135M ~0.83x) (matrix
-    products ~2.5x faster, attention kept in fp32: :mod:`clipo.models.attention`) and trains the same
+    Why bf16-mixed on such a CPU: the benchmark model's training step takes ~0.78x the fp32 time (SmolLM2-135M ~0.83x;
+    matrix products ~2.5x faster, attention kept in fp32: :mod:`clipo.models.attention`) and trains the same
     (README, "Performance")."""
     _check(precision)
     if precision != "auto":
@@ -90,16 +92,16 @@ def resolve_precision(precision: str, device: torch.device | str, *, model: torc
     device = torch.device(device)
     if device.type == "cuda":
         return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    if device.type != "cpu" or not (cpu_bf16_flags() if cpu_flags is None else cpu_flags):
+    if device.type != "cpu" or not (_this_cpu_bf16_flags() if cpu_flags is None else cpu_flags):
         return "fp32"
-    hidden = getattr(getattr(_base(model), "config", None), "hidden_size", None) if model is not None else None
+    hidden = getattr(getattr(base_model(model), "config", None), "hidden_size", None) if model is not None else None
     return "fp32" if isinstance(hidden, int) and hidden < CPU_BF16_MIN_HIDDEN else "bf16-mixed"
 
 
-def _base(model: torch.nn.Module) -> torch.nn.Module:
-    """The Hugging Face model inside a DDP or peft wrapper."""
-    model = getattr(model, "module", model)
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+@functools.lru_cache(maxsize=1)
+def _this_cpu_bf16_flags() -> tuple[str, ...]:
+    """:func:`cpu_bf16_flags` of this machine, read once per process (autocast_context resolves ``auto`` per call)."""
+    return tuple(cpu_bf16_flags())
 
 
 def master_dtype(precision: str, model_dtype: str | torch.dtype = "float32") -> torch.dtype:
